@@ -1,0 +1,1 @@
+"""Readers for the datasets' distributed layouts (no downloads unless asked)."""

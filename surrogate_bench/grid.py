@@ -1,0 +1,70 @@
+"""Expand CLI selections (names, patterns, ``--all``, ``k=v`` parameters) into run specs."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .errors import SuiteError
+from .registry import registry
+from .runner import RunSpec
+
+
+def split_names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def select(kind: str, value: str | None, use_all: bool) -> list[str]:
+    """Names of one kind: ``--all``, a comma list, or glob patterns (``cifar*``)."""
+    reg = registry()
+    if use_all and not value:
+        return reg.names(kind)
+    names: list[str] = []
+    for item in split_names(value):
+        matches = reg.names(kind, item) if any(c in item for c in "*?[") else [reg.get_class(kind, item).name]
+        if not matches:
+            raise SuiteError(f"no {kind} matches {item!r} (known: {', '.join(reg.names(kind))})")
+        names += [m for m in matches if m not in names]
+    if not names:
+        raise SuiteError(f"no {kind} selected: pass --{kind} NAME[,NAME...] or --all")
+    return names
+
+
+def parse_params(items: Iterable[str], kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """``k=v`` pairs -> per-plugin params, each applied to the selected plugins that declare ``k``."""
+    reg = registry()
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for item in items:
+        if "=" not in item:
+            raise SuiteError(f"bad --{kind}-param {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        target = [n for n in names if k in reg.get_class(kind, n).params]
+        if not target:
+            raise SuiteError(f"unknown {kind} parameter {k!r}: no selected {kind} declares it")
+        for n in target:
+            out[n][k] = v
+    return out
+
+
+def parse_seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in split_names(value)]
+    except ValueError:
+        raise SuiteError(f"bad --seeds {value!r}: expected integers like 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise SuiteError(f"bad --seeds {value!r}: expected non-negative integers like 0,1,2")
+    return seeds
+
+
+def build_specs(tasks: list[str], methods: list[str], profile: str, seeds: list[int],
+                task_params: dict[str, dict[str, Any]], method_params: dict[str, dict[str, Any]]) -> list[RunSpec]:
+    """Every task x method x seed; validates names, parameters and the profile up front."""
+    specs = []
+    for t in tasks:
+        for m in methods:
+            for s in seeds:
+                spec = RunSpec(t, m, profile, s, tuple(sorted(task_params.get(t, {}).items())),
+                               tuple(sorted(method_params.get(m, {}).items())))
+                task, _ = spec.build()  # raises SuiteError on bad params
+                task.profile(profile)
+                specs.append(spec)
+    return specs

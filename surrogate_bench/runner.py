@@ -1,0 +1,328 @@
+"""Run one (task, method, profile, seed): prepare, train with per-epoch checkpoints, evaluate, record.
+
+A finished key is never rerun (unless forced); a killed run resumes from its last complete
+epoch; any fault inside a run becomes a *failed* record and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .contracts import Method, PrepareContext, Profile, Split, Task, TaskData
+from .environment import environment, seed_everything
+from .errors import DataUnavailable, NonFiniteLoss, SuiteError
+from .registry import get_method, get_task
+from .store import read_record, write_record
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run."""
+
+    task: str
+    method: str
+    profile: str = "quick"
+    seed: int = 0
+    task_params: tuple[tuple[str, Any], ...] = ()
+    method_params: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> tuple[Task, Method]:
+        return get_task(self.task, **dict(self.task_params)), get_method(self.method, **dict(self.method_params))
+
+    def identity(self) -> dict[str, Any]:
+        task, method = self.build()
+        return {
+            "task": task.config(),
+            "method": method.config(),
+            "profile": self.profile,
+            "profile_settings": task.profile(self.profile).as_dict(),
+            "seed": self.seed,
+            "code_version": __version__,
+        }
+
+    def key(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def record_path(self, results_dir: Path) -> Path:
+        return Path(results_dir) / "runs" / self.profile / self.task / f"{self.method}-s{self.seed}-{self.key()[:10]}.json"
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path
+    data_root: Path
+    device: torch.device
+    force: bool = False
+    download: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+    # test hook: raise after this many epochs (simulates a crash between checkpoints)
+    stop_after_epochs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------
+_DATA_CACHE: dict[tuple, TaskData] = {}
+
+
+def load_task_data(task: Task, data_root: Path, download: bool) -> TaskData:
+    """Load a task's data once per process (keyed by task config and root)."""
+    key = (json.dumps(task.config(), sort_keys=True, default=str), str(data_root))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # keep at most one dataset in memory
+        _DATA_CACHE[key] = task.load(data_root, download=download)
+    return _DATA_CACHE[key]
+
+
+def make_optimizer(profile: Profile, params) -> torch.optim.Optimizer:
+    if profile.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum,
+                               weight_decay=profile.weight_decay, nesterov=profile.nesterov)
+    if profile.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=profile.lr, weight_decay=profile.weight_decay)
+    if profile.optimizer == "adam":
+        return torch.optim.Adam(params, lr=profile.lr, weight_decay=profile.weight_decay)
+    raise SuiteError(f"unknown optimizer {profile.optimizer!r} in profile")
+
+
+def autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile) -> Tensor:
+    """Decoded predictions for a whole split, evaluated in batches."""
+    model.eval()
+    preds = []
+    for start in range(0, len(split), profile.eval_batch_size):
+        xb = task.inputs(split.x[start:start + profile.eval_batch_size], train=False)
+        with autocast(device, profile.amp):
+            out = model(xb)
+        preds.append(task.decode(out.float()))
+    return torch.cat(preds)
+
+
+def evaluate(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile) -> float:
+    return float(task.score(predict(task, model, split, device, profile), split.y))
+
+
+# ------------------------------------------------------------------------------------------
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "gen": gen.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "random": list(random.getstate()[1]) + [random.getstate()[0]],
+    }
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    gen.set_state(state["gen"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    r = state["random"]
+    random.setstate((r[-1], tuple(r[:-1]), None))
+
+
+def checkpoint_path(results_dir: Path, key: str) -> Path:
+    return Path(results_dir) / "checkpoints" / f"{key}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import io
+
+    from .store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
+    """The checkpoint for this key, or None if missing, corrupted or for another key."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict) or state.get("key") != key or "epoch" not in state:
+        return None
+    return state
+
+
+# ------------------------------------------------------------------------------------------
+def base_record(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions) -> dict[str, Any]:
+    return {
+        "kind": "run",
+        "key": key,
+        "task": spec.task,
+        "method": spec.method,
+        "task_params": task.p,
+        "method_params": method.p,
+        "profile": spec.profile,
+        "profile_settings": task.profile(spec.profile).as_dict(),
+        "seed": spec.seed,
+        "metric_name": task.metric_name,
+        "higher_is_better": task.higher_is_better,
+        "environment": environment(opts.device),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
+    """Run (or reuse) one run; always returns its record, never raises for per-run faults."""
+    task, method = spec.build()
+    key = spec.key()
+    path = spec.record_path(opts.results_dir)
+    existing = read_record(path)
+    if existing and existing["status"] == "ok" and not opts.force:
+        return {**existing, "reused": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        existing = read_record(path)  # another process may have finished it while we waited
+        if existing and existing["status"] == "ok" and not opts.force:
+            return {**existing, "reused": True}
+        record = base_record(spec, key, task, method, opts)
+        t0 = time.perf_counter()
+        try:
+            reason = method.supports(task)
+            if reason:
+                record.update(status="skipped", reason=reason)
+            else:
+                record.update(_train(spec, key, task, method, opts))
+                record["status"] = "ok"
+        except DataUnavailable as exc:
+            record.update(status="skipped", reason=str(exc))
+        except (KeyboardInterrupt, _SimulatedCrash):
+            raise
+        except Exception as exc:
+            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}".strip(),
+                          traceback=traceback.format_exc(limit=8))
+        record["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        write_record(path, record)
+        if record["status"] == "ok":
+            checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
+        return record
+
+
+class _SimulatedCrash(RuntimeError):
+    """Raised by the test hook ``stop_after_epochs`` to mimic a kill between epochs."""
+
+
+def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions) -> dict[str, Any]:
+    device = opts.device
+    profile = task.profile(spec.profile)
+    data = load_task_data(task, opts.data_root, opts.download).limit(profile).to(device)
+    seed_everything(spec.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(spec.seed)
+
+    model = task.build_model().to(device)
+    if device.type == "cuda" and task.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ctx = PrepareContext(data=data, device=device, profile=profile, profile_name=spec.profile,
+                         seed=spec.seed, artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
+    artifact = method.prepare(task, ctx)
+    loss_fn = method.make_loss(task)
+    optimizer = make_optimizer(profile, model.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(profile.milestones), profile.gamma)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, train_time, seen = 0, 0.0, 0
+    ckpt_file = checkpoint_path(opts.results_dir, key)
+    if opts.force:
+        ckpt_file.unlink(missing_ok=True)
+    state = load_checkpoint(ckpt_file, key)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], gen)
+        history, start_epoch = state["history"], int(state["epoch"])
+        train_time, seen = float(state["train_time"]), int(state["seen"])
+        opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}")
+
+    n = len(data.train)
+    bs = min(profile.batch_size, n)
+    steps = n // bs
+    sign = 1.0 if task.higher_is_better else -1.0
+    bar = tqdm(range(start_epoch, profile.epochs), initial=start_epoch, total=profile.epochs,
+               desc=f"{spec.task}/{spec.method}/s{spec.seed}", disable=not opts.progress, leave=False)
+    for epoch in bar:
+        model.train()
+        losses = torch.empty(steps, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        for step in range(steps):
+            idx = perm[step * bs:(step + 1) * bs]
+            xb = task.inputs(data.train.x[idx], train=True, generator=gen)
+            yb = data.train.y[idx]
+            with autocast(device, profile.amp):
+                out = model(xb)
+            loss = loss_fn(out.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[step] = loss.detach()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_time += time.perf_counter() - t0
+        seen += steps * bs
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad_step = int((~finite).nonzero()[0])
+            raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1}")
+        scheduler.step()
+        val = evaluate(task, model, data.val, device, profile) if len(data.val) else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": float(losses.mean()), "val_metric": val,
+                        "lr": optimizer.param_groups[0]["lr"], "train_time_s": round(train_time, 3)})
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
+        save_checkpoint(ckpt_file, {
+            "key": key, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
+            "train_time": train_time, "seen": seen, "artifact": json.dumps(artifact, default=str),
+        })
+        if opts.stop_after_epochs is not None and epoch + 1 >= opts.stop_after_epochs:
+            raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")
+    bar.close()
+
+    test = evaluate(task, model, data.test, device, profile)
+    vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
+    best_val = max(vals, key=lambda v: sign * v) if vals else None
+    return {
+        "test_metric": test,
+        "best_val_metric": best_val,
+        "final_val_metric": vals[-1] if vals else None,
+        "epochs": profile.epochs,
+        "history": history,
+        "train_time_s": round(train_time, 3),
+        "train_samples_per_s": round(seen / train_time, 1) if train_time > 0 else None,
+        "n_train": n, "n_val": len(data.val), "n_test": len(data.test),
+        "artifact": artifact,
+    }

@@ -1,0 +1,88 @@
+"""The result store: one JSON record per run or probe, written atomically, gathered with pandas."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from .errors import SuiteError
+
+RECORD_KINDS = ("run", "probe")
+STATUSES = ("ok", "failed", "skipped")
+REQUIRED = ("kind", "key", "status", "task", "method", "profile")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN / inf become None so the file stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(_clean(record), indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A record, or None when the file is missing, truncated or not a valid record."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED) or rec["status"] not in STATUSES:
+        return None
+    return rec
+
+
+def check_writable(results_dir: Path) -> None:
+    """Fail early, in one line, when the results directory cannot be written."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=results_dir)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise SuiteError(f"results directory {results_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def iter_records(results_dir: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:
+    for path in sorted(Path(results_dir).glob("**/*.json")):
+        rec = read_record(path)
+        if rec is not None and (kind is None or rec.get("kind") == kind):
+            yield rec
+
+
+def records_frame(results_dir: Path, kind: str = "run") -> pd.DataFrame:
+    """All valid records of one kind as a flat DataFrame (one row per record)."""
+    rows = list(iter_records(results_dir, kind))
+    if not rows:
+        return pd.DataFrame(columns=[*REQUIRED, "seed", "test_metric"])
+    return pd.json_normalize(rows, max_level=0)

@@ -1,0 +1,57 @@
+"""MNIST zero-vs-rest average precision (UniLoss, ECCV 2020): MLP 784-500-300, 54k/6k split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from surrogate_bench.contracts import Profile, Split, Task, TaskData
+from surrogate_bench.datasets.mnist import HINT, load_mnist
+from surrogate_bench.metrics import average_precision
+
+MEAN, STD = 0.1307, 0.3081
+
+
+class MnistAP(Task):
+    """Digit 0 is the positive class (about 1:9); the metric is AP of the positive-class score."""
+
+    name = "mnist-ap"
+    metric_name = "AP"
+    output_kind = "logits"
+    num_classes = 2
+    params = {"positive_digit": 0, "val_size": 6000}
+    data_hint = HINT.format(root="<data-root>")
+    profiles = {
+        "smoke": Profile(epochs=1, batch_size=64, lr=0.05, momentum=0.9,
+                         train_size=2048, val_size=512, test_size=1024),
+        "quick": Profile(epochs=3, batch_size=32, lr=0.02, momentum=0.9),
+        "paper": Profile(epochs=30, batch_size=16, lr=0.01, momentum=0.5),
+    }
+
+    def load(self, data_root: Path, *, download: bool = False) -> TaskData:
+        raw = load_mnist(data_root, download=download)
+        y_train = (raw["train_labels"] == self.p["positive_digit"]).long()
+        y_test = (raw["test_labels"] == self.p["positive_digit"]).long()
+        order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))  # fixed split
+        n_val = self.p["val_size"]
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        return TaskData(
+            train=Split(raw["train_images"][train_idx], y_train[train_idx]),
+            val=Split(raw["train_images"][val_idx], y_train[val_idx]),
+            test=Split(raw["test_images"], y_test),
+        )
+
+    def build_model(self) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 300), nn.ReLU(),
+                             nn.Linear(300, 2))
+
+    def inputs(self, x: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        return (x.float().div_(255.0).sub_(MEAN).div_(STD)).flatten(1)
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        return outputs[..., 1] - outputs[..., 0]  # positive-class score (log-odds)
+
+    def score(self, predictions: Tensor, targets: Tensor) -> float:
+        return average_precision(predictions, targets)

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real data root (skip when absent), a fresh results dir, CPU run options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from surrogate_bench.paths import REPO_ROOT
+
+SHARED_DATA = Path(os.environ.get("SURROGATE_BENCH_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """``../shared/data`` (or $SURROGATE_BENCH_TEST_DATA); tests needing it skip cleanly without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def has_dataset(sub: str) -> bool:
+    return (SHARED_DATA / sub).exists()
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "results"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def run_options(results_dir: Path, data_root: Path):
+    from surrogate_bench.runner import RunOptions
+
+    return RunOptions(results_dir=results_dir, data_root=data_root, device=torch.device("cpu"),
+                      progress=False, log=lambda m: None)

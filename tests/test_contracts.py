@@ -1,0 +1,65 @@
+"""Contract tests generated from the registries: every task x method runs a smoke step on CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from surrogate_bench import get_method, get_task, list_methods, list_tasks
+from surrogate_bench.errors import DataUnavailable
+from surrogate_bench.runner import RunSpec, load_task_data, run_one
+from surrogate_bench.store import read_record
+
+PAIRS = [(t, m) for t in list_tasks() for m in list_methods()]
+
+
+@pytest.mark.parametrize("task_name", list_tasks())
+def test_task_contract(task_name: str) -> None:
+    task = get_task(task_name)
+    assert task.metric_name and set(task.profiles) >= {"smoke", "quick", "paper"}
+    model = task.build_model()
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("task_name,method_name", PAIRS)
+def test_smoke_step(task_name: str, method_name: str, data_root) -> None:
+    """One training step: a finite 0-d loss with gradients, and a metric in range on the batch."""
+    task, method = get_task(task_name), get_method(method_name)
+    if method.supports(task):
+        pytest.skip(method.supports(task))
+    try:
+        data = load_task_data(task, data_root, download=False).limit(task.profile("smoke"))
+    except DataUnavailable as exc:
+        pytest.skip(str(exc))
+    if method.learned:
+        pytest.skip("learned method: its prepare step is covered by the smoke run below and its own tests")
+    torch.manual_seed(0)
+    model = task.build_model()
+    loss_fn = method.make_loss(task)
+    n = min(task.profile("smoke").batch_size, len(data.train))
+    x = task.inputs(data.train.x[:n], train=True, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    loss = loss_fn(out, data.train.y[:n])
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    value = task.metric(out.detach(), data.train.y[:n])
+    lo, hi = task.metric_range
+    assert math.isnan(value) or lo <= value <= hi
+
+
+@pytest.mark.parametrize("task_name,method_name", PAIRS)
+def test_smoke_run_record(task_name: str, method_name: str, run_options) -> None:
+    """A whole smoke run writes one valid record: ok with an in-range metric, or skipped with a reason."""
+    spec = RunSpec(task_name, method_name, "smoke", 0)
+    rec = run_one(spec, run_options)
+    assert rec["status"] in {"ok", "skipped"}, rec.get("reason")
+    assert read_record(spec.record_path(run_options.results_dir))["key"] == spec.key()
+    if rec["status"] == "ok":
+        lo, hi = get_task(task_name).metric_range
+        assert lo <= rec["test_metric"] <= hi
+        assert rec["history"] and rec["train_samples_per_s"] > 0
+    else:
+        assert rec["reason"]
