@@ -1,0 +1,39 @@
+"""Average precision and accuracy against scikit-learn, ties included."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, average_precision_score
+
+from surrogate_bench.metrics import accuracy, average_precision
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_ap_matches_sklearn_with_ties(trial: int) -> None:
+    rng = np.random.default_rng(trial)
+    n = int(rng.integers(2, 200))
+    labels = rng.random(n) < rng.uniform(0.05, 0.6)
+    labels[0] = True
+    scores = rng.normal(size=n)
+    if trial % 2:  # heavy ties
+        scores = np.round(scores, 1)
+    got = average_precision(torch.tensor(scores), torch.tensor(labels))
+    assert got == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_ap_edge_cases() -> None:
+    assert average_precision(torch.tensor([0.3, 0.2]), torch.tensor([1, 0])) == 1.0
+    assert average_precision(torch.tensor([1.0, 1.0]), torch.tensor([1, 0])) == 0.5  # one tied threshold
+    assert math.isnan(average_precision(torch.tensor([0.3, 0.2]), torch.tensor([0, 0])))
+
+
+@pytest.mark.parametrize("trial", range(10))
+def test_accuracy_matches_sklearn(trial: int) -> None:
+    g = torch.Generator().manual_seed(trial)
+    logits = torch.randn(100, 7, generator=g)
+    labels = torch.randint(0, 7, (100,), generator=g)
+    assert accuracy(logits, labels) == pytest.approx(accuracy_score(labels, logits.argmax(1)))
