@@ -39,6 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun finished keys")
     r.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N runs at once (local worker processes; submitit: jobs in flight)")
+    r.add_argument("--launcher", default="local", choices=["local", "submitit", "submitit-local"],
+                   help="local (this machine), submitit (one Slurm job per run), submitit-local (submitit, here)")
+    r.add_argument("--slurm-partition", default=None, help="Slurm partition (--launcher submitit)")
+    r.add_argument("--slurm-time", type=int, default=180, metavar="MIN", help="job time limit in minutes")
+    r.add_argument("--gpus-per-job", type=int, default=None, metavar="G",
+                   help="GPUs per submitit job (default: 1 when CUDA is wanted, else 0)")
+    r.add_argument("--submitit-dir", type=Path, default=None, help="submitit logs (default RESULTS_DIR/submitit)")
+    r.add_argument("--no-probe", action="store_true", help="with --all: skip the Spearman probes")
+
+    pr = sub.add_parser("probe", help="Spearman probe of batch loss vs batch metric on a shared pool")
+    pr.add_argument("--task", required=True, help="comma list or glob patterns of task names")
+    pr.add_argument("--method", required=True, help="comma list or glob patterns of method names")
+    pr.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
+    _common(pr)
+    pr.add_argument("--force", action="store_true", help="recompute finished probes")
+    pr.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
 
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
     lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
@@ -70,12 +88,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_options(args: argparse.Namespace, progress: bool):
+    """RunOptions from the common flags; a missing data root or unwritable results dir is one line."""
     from .environment import resolve_device
-    from .grid import build_specs, parse_params, parse_seeds, select
     from .paths import data_root
-    from .runner import RunOptions, run_one
+    from .runner import RunOptions
     from .store import check_writable
+
+    root = data_root(args.data_root)
+    if args.data_root and not root.is_dir():
+        raise SuiteError(f"--data-root {root} does not exist or is not a directory")
+    from .launch import log_stderr
+
+    # submitit workers resolve --device on their node; a local run needs it here
+    device = resolve_device(args.device if getattr(args, "launcher", "local") == "local" else "cpu")
+    check_writable(args.results_dir)
+    return RunOptions(results_dir=args.results_dir, data_root=root, device=device, force=args.force,
+                      download=args.download, progress=progress, log=log_stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .grid import build_specs, parse_params, parse_seeds, select
+    from .launch import LaunchConfig, execute
 
     if not args.all and not (args.task and args.method):
         raise SuiteError("run: pass --all, or both --task and --method")
@@ -84,20 +118,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = build_specs(tasks, methods, args.profile, parse_seeds(args.seeds),
                         parse_params(args.task_param, "task", tasks),
                         parse_params(args.method_param, "method", methods))
-    root = data_root(args.data_root)
-    if args.data_root and not root.is_dir():
-        raise SuiteError(f"--data-root {root} does not exist or is not a directory")
-    device = resolve_device(args.device)
-    check_writable(args.results_dir)
-    opts = RunOptions(results_dir=args.results_dir, data_root=root, device=device, force=args.force,
-                      download=args.download, progress=not args.no_progress,
-                      log=lambda m: print(m, file=sys.stderr))
+    launch = LaunchConfig(launcher=args.launcher, jobs=args.jobs, device=args.device, plugins=tuple(args.plugin),
+                          slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
+                          gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
+    launch.validate()
+    opts = run_options(args, progress=not args.no_progress)
     failed = 0
-    for spec in specs:
-        rec = run_one(spec, opts)
+    for rec in execute(specs, opts, launch):
         failed += rec["status"] == "failed"
         print(summary_line(rec), flush=True)
+    if args.all and not args.no_probe:
+        failed += run_probes(tasks, methods, args.profile, opts)
     return 1 if failed else 0
+
+
+def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
+    """Probe every task x method on the task's shared pool; returns the number of failed probes."""
+    from .probe import run_probe
+
+    failed = 0
+    for task in tasks:
+        for method in methods:
+            rec = run_probe(task, method, profile, opts)
+            failed += rec["status"] == "failed"
+            print(probe_line(rec), flush=True)
+    return failed
+
+
+def probe_line(rec: dict) -> str:
+    head = f"probe {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
+    if rec["status"] == "ok":
+        return head + (f"spearman {rec['spearman']:+.3f} [{rec['spearman_ci_low']:+.3f}, {rec['spearman_ci_high']:+.3f}]"
+                       f" kendall {rec['kendall']:+.3f} over {rec['n_batches']} batches")
+    return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .grid import select
+
+    tasks, methods = select("task", args.task, False), select("method", args.method, False)
+    for t in tasks:
+        from .registry import get_task
+
+        get_task(t).profile(args.profile)
+    return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False)) else 0
 
 
 def summary_line(rec: dict) -> str:
@@ -119,17 +183,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "probe": cmd_probe, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.plugin:
-            from .registry import load_plugin
+            from .launch import load_plugins
 
-            for path in args.plugin:
-                load_plugin(path)
+            load_plugins(args.plugin)
         return COMMANDS[args.command](args)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)

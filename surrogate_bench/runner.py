@@ -211,12 +211,12 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
         try:
             reason = method.supports(task)
             if reason:
-                record.update(status="skipped", reason=reason)
+                record.update(status="skipped", reason=reason, skip="unsupported")
             else:
                 record.update(_train(spec, key, task, method, opts))
                 record["status"] = "ok"
         except DataUnavailable as exc:
-            record.update(status="skipped", reason=str(exc))
+            record.update(status="skipped", reason=str(exc), skip="data")
         except (KeyboardInterrupt, _SimulatedCrash):
             raise
         except Exception as exc:
