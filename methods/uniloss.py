@@ -1,0 +1,51 @@
+"""UniLoss (ECCV 2020): minus the IDW interpolation of the task's refactored metric over sampled anchors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import Tensor
+
+from surrogate_bench.contracts import LossFn, Method, Task
+from surrogate_bench.errors import SuiteError
+from surrogate_bench.uniloss import AnchorSpec, Refactoring, uniloss_value
+
+
+class UniLoss(Method):
+    """Loss = -g~(2 sigmoid(c / temperature) - 1): anchors best + good + nearby + bad (16 each, as the paper)."""
+
+    name = "uniloss"
+    params = {"temperature": 1.0, "n_good": 16, "good_flips": 1, "n_nearby": 16, "nearby_flips": 1,
+              "n_bad": 16, "top_k": 0}
+
+    def validate(self) -> None:
+        if not self.p["temperature"] > 0:
+            raise SuiteError(f"uniloss: temperature must be > 0, got {self.p['temperature']}")
+        for key in ("n_good", "good_flips", "n_nearby", "nearby_flips", "n_bad", "top_k"):
+            if self.p[key] < 0:
+                raise SuiteError(f"uniloss: {key} must be >= 0, got {self.p[key]}")
+
+    def supports(self, task: Task) -> str | None:
+        if task.refactoring() is None:
+            return f"uniloss needs a refactoring of the metric; task {task.name} declares none"
+        return None
+
+    def refactoring(self, task: Task) -> Refactoring:
+        ref = task.refactoring()
+        if self.p["top_k"]:
+            if not hasattr(ref, "top_k"):
+                raise SuiteError(f"uniloss: top_k applies to accuracy-style refactorings, not {task.name}'s")
+            ref = dataclasses.replace(ref, top_k=self.p["top_k"])
+        return ref
+
+    def anchor_spec(self) -> AnchorSpec:
+        return AnchorSpec(n_good=self.p["n_good"], good_flips=self.p["good_flips"], n_nearby=self.p["n_nearby"],
+                          nearby_flips=self.p["nearby_flips"], n_bad=self.p["n_bad"])
+
+    def make_loss(self, task: Task) -> LossFn:
+        ref, spec, temperature = self.refactoring(task), self.anchor_spec(), float(self.p["temperature"])
+
+        def loss(outputs: Tensor, targets: Tensor) -> Tensor:
+            return -uniloss_value(ref, outputs, targets, spec, temperature)
+
+        return loss
