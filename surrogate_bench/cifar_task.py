@@ -1,0 +1,81 @@
+"""Shared base of the CIFAR accuracy tasks: CIFAR ResNet, 45k/5k split, pad-crop-flip, top-1 accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .augment import normalize, random_crop_flip
+from .contracts import Profile, Split, Task, TaskData
+from .datasets.cifar import load_cifar
+from .errors import SuiteError
+from .metrics import accuracy
+from .models.resnet_cifar import ResNetCifar
+
+# Budgets shared by CIFAR-10 and CIFAR-100 (measurements in notes / the task report).
+CIFAR_PROFILES: dict[str, Profile] = {
+    # a few hundred images, one epoch: seconds on CPU
+    "smoke": Profile(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=1e-4,
+                     train_size=256, val_size=128, test_size=256, eval_batch_size=256),
+    # CIFAR-10 >= 60% test accuracy in under 10 minutes on a 2-core CPU
+    "quick": Profile(epochs=4, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True,
+                     milestones=(2, 3), gamma=0.2, val_size=1000, test_size=5000),
+    # He et al. 2016 / ReLoss protocol: batch 128, SGD 0.1, momentum 0.9, wd 1e-4, 200 epochs, x0.1 at 140, 160
+    "paper": Profile(epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
+                     milestones=(140, 160), gamma=0.1),
+}
+
+
+class CifarAccuracyTask(Task):
+    """Image classification on CIFAR-{10,100} with a CIFAR ResNet; the metric is top-1 test accuracy."""
+
+    dataset: ClassVar[str] = "cifar10"
+    mean: ClassVar[tuple[float, float, float]] = (0.4914, 0.4822, 0.4465)
+    std: ClassVar[tuple[float, float, float]] = (0.2470, 0.2435, 0.2616)
+    metric_name = "accuracy"
+    higher_is_better = True
+    metric_range = (0.0, 1.0)
+    output_kind = "logits"
+    channels_last = True
+    params = {"depth": 20, "val_size": 5000}
+    profiles = CIFAR_PROFILES
+
+    def validate(self) -> None:
+        depth = self.p["depth"]
+        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+            raise SuiteError(f"task {self.name!r}: depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth!r}")
+        if not 0 <= self.p["val_size"] < 50000:
+            raise SuiteError(f"task {self.name!r}: val_size must be in [0, 50000), got {self.p['val_size']!r}")
+
+    def load(self, data_root: Path, *, download: bool = False) -> TaskData:
+        raw = load_cifar(data_root, self.dataset, download=download)
+        order = torch.randperm(len(raw["train_labels"]), generator=torch.Generator().manual_seed(0))  # fixed split
+        val_idx, train_idx = order[:self.p["val_size"]], order[self.p["val_size"]:]
+        x, y = raw["train_images"], raw["train_labels"]
+        return TaskData(train=Split(x[train_idx], y[train_idx]), val=Split(x[val_idx], y[val_idx]),
+                        test=Split(raw["test_images"], raw["test_labels"]))
+
+    def build_model(self) -> nn.Module:
+        return ResNetCifar(self.p["depth"], self.num_classes)
+
+    def inputs(self, x: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        if train:
+            x = random_crop_flip(x, generator, pad=4)
+        mean, std = self._stats(x.device)
+        return normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
+
+    def _stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Per-channel mean / std on ``device``, built once per device (no host copy per batch)."""
+        cache = self.__dict__.setdefault("_stats_cache", {})
+        if device not in cache:
+            cache[device] = (torch.tensor(self.mean, device=device), torch.tensor(self.std, device=device))
+        return cache[device]
+
+    def score(self, predictions: Tensor, targets: Tensor) -> float:
+        return accuracy(predictions, targets)
+
+    def batch_metric(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return (outputs.argmax(dim=-1) == targets).double().mean(dim=-1)

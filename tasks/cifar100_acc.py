@@ -1,0 +1,17 @@
+"""CIFAR-100 top-1 accuracy (fine labels) with a CIFAR ResNet."""
+
+from __future__ import annotations
+
+from surrogate_bench.cifar_task import CifarAccuracyTask
+from surrogate_bench.datasets.cifar import CIFAR100, hint
+
+
+class Cifar100Accuracy(CifarAccuracyTask):
+    """100-class CIFAR-100 (fine labels), 45k/5k train/val split of the training set, 10k test images."""
+
+    name = "cifar100-acc"
+    dataset = "cifar100"
+    num_classes = 100
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)
+    data_hint = hint(CIFAR100, "<data-root>")
