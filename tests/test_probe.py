@@ -1,0 +1,64 @@
+"""Probes: rank statistics against scipy (ties, constant input), one shared pool reused across methods."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from surrogate_bench.leaderboard import write
+from surrogate_bench.probe import kendall, rank_stats, run_probe, spearman
+
+
+@pytest.mark.parametrize("trial", range(10))
+def test_rank_stats_match_scipy_with_ties(trial: int) -> None:
+    rng = np.random.default_rng(trial)
+    x = np.round(rng.normal(size=50), 1)  # many ties
+    y = np.round(x * rng.uniform(-1, 1) + rng.normal(size=50), 1)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert kendall(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    res = rank_stats(x, y)
+    assert res["spearman_ci_low"] <= res["spearman"] <= res["spearman_ci_high"]
+
+
+def test_constant_input_is_nan_without_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = rank_stats(np.ones(20), np.arange(20.0))
+    assert math.isnan(res["spearman"]) and math.isnan(res["kendall"]) and math.isnan(res["spearman_ci_low"])
+
+
+def test_perfect_alignment_sign() -> None:
+    loss = np.arange(30.0)
+    assert spearman(loss, -loss) == -1.0 and kendall(loss, -loss) == -1.0
+
+
+def test_pool_shared_and_reused_then_plotted(run_options) -> None:
+    a = run_probe("mnist-ap", "ce", "smoke", run_options)
+    pool_files = list((run_options.results_dir / "pools").glob("*.pt"))
+    assert len(pool_files) == 1
+    mtime = pool_files[0].stat().st_mtime_ns
+    b = run_probe("mnist-ap", "ce", "smoke", run_options, method_params={"label_smoothing": 0.2})
+    assert a["status"] == b["status"] == "ok" and a["key"] != b["key"]
+    assert a["pool_sha256"] == b["pool_sha256"] and pool_files[0].stat().st_mtime_ns == mtime
+    assert a["n_batches"] == len(a["points"]) >= 20 and -1 <= a["spearman"] < 0
+    assert run_probe("mnist-ap", "ce", "smoke", run_options).get("reused")
+
+    out = write(run_options.results_dir, run_options.results_dir / "LEADERBOARD.md")
+    md = out.read_text()
+    assert "### Spearman probes (`smoke`)" in md and "plots/smoke-mnist-ap-probe.png" in md
+    png = run_options.results_dir / "plots" / "smoke-mnist-ap-probe.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write(run_options.results_dir, out).read_text() == md  # regenerating gives the same file
+
+
+def test_corrupt_pool_is_rebuilt(run_options) -> None:
+    run_probe("mnist-ap", "ce", "smoke", run_options)
+    pool = next((run_options.results_dir / "pools").glob("*.pt"))
+    pool.write_bytes(b"garbage")
+    rec = run_probe("mnist-ap", "ce", "smoke", run_options, method_params={"label_smoothing": 0.1})
+    assert rec["status"] == "ok" and pool.stat().st_size > 1000
