@@ -79,3 +79,9 @@ class CifarAccuracyTask(Task):
 
     def batch_metric(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.argmax(dim=-1) == targets).double().mean(dim=-1)
+
+    def refactoring(self) -> "AccuracyRefactoring":
+        """UniLoss: target score minus every other class score (the method's ``top_k`` keeps fewer)."""
+        from .uniloss import AccuracyRefactoring
+
+        return AccuracyRefactoring()

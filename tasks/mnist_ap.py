@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from surrogate_bench.contracts import Profile, Split, Task, TaskData
 from surrogate_bench.datasets.mnist import HINT, load_mnist
 from surrogate_bench.metrics import average_precision
+from surrogate_bench.uniloss import AveragePrecisionRefactoring
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -55,3 +56,7 @@ class MnistAP(Task):
 
     def score(self, predictions: Tensor, targets: Tensor) -> float:
         return average_precision(predictions, targets)
+
+    def refactoring(self) -> AveragePrecisionRefactoring:
+        """UniLoss: one binary per (positive, negative) pair of the batch."""
+        return AveragePrecisionRefactoring(decode=self.decode)
