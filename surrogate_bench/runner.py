@@ -223,7 +223,10 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}".strip(),
                           traceback=traceback.format_exc(limit=8))
         record["wall_time_s"] = round(time.perf_counter() - t0, 3)
-        write_record(path, record)
+        try:
+            write_record(path, record)
+        except OSError as exc:  # results dir became unwritable / full: a whole-command error
+            raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
         if record["status"] == "ok":
             checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
         return record
@@ -257,6 +260,9 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     if opts.force:
         ckpt_file.unlink(missing_ok=True)
     state = load_checkpoint(ckpt_file, key)
+    if state is None and ckpt_file.exists():
+        opts.log(f"ignoring unreadable or mismatched checkpoint {ckpt_file}; starting {spec.task}/{spec.method} "
+                 f"seed {spec.seed} from scratch")
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,236 @@
+"""Execute run specs: in this process, in N local worker processes, or as Slurm jobs via submitit.
+
+Every launcher yields one record per spec as runs finish. Workers re-load the ``--plugin`` files,
+resolve their own device and call :func:`surrogate_bench.runner.run_one`, so the per-key file
+lock, checkpoints and atomic records behave exactly as in a sequential run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .errors import SuiteError
+from .runner import RunOptions, RunSpec, base_record, run_one
+from .store import read_record, write_record
+
+LAUNCHERS = ("local", "submitit", "submitit-local")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How to execute a grid: which launcher, how many at once, and the Slurm job resources."""
+
+    launcher: str = "local"  # local (sequential or --jobs processes) | submitit (Slurm) | submitit-local
+    jobs: int = 1  # local: worker processes; submitit-local: jobs at once; Slurm: array parallelism (>1)
+    device: str = "auto"  # resolved inside each worker (a Slurm login node may have no GPU)
+    plugins: tuple[str, ...] = ()
+    slurm_partition: str | None = None
+    slurm_time_min: int = 180
+    gpus_per_job: int | None = None  # None: 1 when the device may be CUDA (Slurm) / CUDA is present (local)
+    submitit_dir: Path | None = None  # default RESULTS_DIR/submitit
+    poll_s: float = 0.5
+
+    def validate(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise SuiteError(f"bad --launcher {self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+        if self.jobs < 1:
+            raise SuiteError(f"bad --jobs {self.jobs}: expected a positive integer")
+        if self.slurm_time_min < 1:
+            raise SuiteError(f"bad --slurm-time {self.slurm_time_min}: expected minutes >= 1")
+        if self.gpus_per_job is not None and self.gpus_per_job < 0:
+            raise SuiteError(f"bad --gpus-per-job {self.gpus_per_job}: expected an integer >= 0")
+        if not DEVICE_PATTERN.match(self.device or "auto"):
+            raise SuiteError(f"bad --device {self.device!r}: expected cpu, cuda or cuda:N")
+
+
+def log_stderr(message: str) -> None:
+    """The run log: one line to stderr (a module-level function, so RunOptions pickles)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_plugins(paths: Sequence[str | os.PathLike]) -> None:
+    """Load ``--plugin`` files once per process (a second load of the same file is a no-op)."""
+    from .registry import load_plugin, registry
+
+    reg = registry()
+    reg.ensure_loaded()
+    for path in paths:
+        loaded = {cls.source for table in reg.classes.values() for cls in table.values()}
+        if str(Path(path).resolve()) not in loaded:
+            load_plugin(path)
+
+
+def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+    """Run every spec with the configured launcher; yield each record as its run finishes."""
+    cfg.validate()
+    if cfg.launcher == "local" and (cfg.jobs == 1 or len(specs) <= 1):
+        for spec in specs:
+            yield run_one(spec, opts)
+        return
+    opts = replace(opts, progress=False, log=log_stderr)
+    todo = []
+    for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
+        existing = read_record(spec.record_path(opts.results_dir))
+        if existing and existing["status"] == "ok" and not opts.force:
+            yield {**existing, "reused": True}
+        else:
+            todo.append(spec)
+    if not todo:
+        return
+    if cfg.launcher == "local":
+        yield from _run_processes(todo, opts, cfg)
+    else:
+        yield from _run_submitit(todo, opts, cfg)
+
+
+# -- worker side --------------------------------------------------------------------------------
+_WORKER_DEVICE: torch.device | None = None
+
+
+def _init_worker(plugins: tuple[str, ...], device: str, counter: Any, threads: int) -> None:
+    """Pool initializer: plugins, CPU threads, and one CUDA device per worker (round-robin)."""
+    global _WORKER_DEVICE
+    torch.set_num_threads(threads)
+    load_plugins(plugins)
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    _WORKER_DEVICE = _worker_device(device, index)
+
+
+def _worker_device(name: str, index: int = 0) -> torch.device:
+    from .environment import resolve_device
+
+    dev = resolve_device(name)
+    if dev.type == "cuda":
+        if dev.index is None and torch.cuda.device_count() > 1:
+            dev = torch.device("cuda", index % torch.cuda.device_count())
+        elif dev.index is None:
+            dev = torch.device("cuda", 0)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def _pool_run(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
+    assert _WORKER_DEVICE is not None
+    return run_one(spec, replace(opts, device=_WORKER_DEVICE))
+
+
+def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str) -> dict[str, Any]:
+    """Entry point of a submitit job: load plugins, pick the device on the node, run one spec."""
+    load_plugins(plugins)
+    return run_one(spec, replace(opts, device=_worker_device(device)))
+
+
+# -- parent side --------------------------------------------------------------------------------
+def _lost_run(spec: RunSpec, opts: RunOptions, reason: str) -> dict[str, Any]:
+    """The record of a run whose worker died: the worker's own record if it wrote one, else a failed one."""
+    path = spec.record_path(opts.results_dir)
+    existing = read_record(path)
+    if existing is not None:
+        return existing
+    task, method = spec.build()
+    record = {**base_record(spec, spec.key(), task, method, opts), "status": "failed", "reason": reason}
+    try:
+        write_record(path, record)
+    except OSError as exc:
+        raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
+    return record
+
+
+def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    workers = min(cfg.jobs, len(specs))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    counter = ctx.Value("i", 0)
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(tuple(cfg.plugins), cfg.device, counter, threads))
+    try:
+        futures = {pool.submit(_pool_run, spec, opts): spec for spec in specs}
+        for fut in cf.as_completed(futures):
+            exc = fut.exception()
+            if exc is None:
+                yield fut.result()
+            elif isinstance(exc, SuiteError):
+                raise exc
+            else:
+                yield _lost_run(futures[fut], opts, f"worker process failed: {type(exc).__name__}: {exc}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
+    import submitit
+
+    folder = Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit") / "%j"
+    if cfg.launcher == "submitit":
+        if shutil.which("sbatch") is None:
+            raise SuiteError("--launcher submitit needs Slurm, but sbatch is not on PATH; "
+                             "use --launcher submitit-local to run the jobs on this machine")
+        gpus = cfg.gpus_per_job if cfg.gpus_per_job is not None else (0 if cfg.device == "cpu" else 1)
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        params: dict[str, Any] = {"timeout_min": cfg.slurm_time_min, "gpus_per_node": gpus,
+                                  "tasks_per_node": 1, "name": "surrogate_bench"}
+        if cfg.slurm_partition:
+            params["slurm_partition"] = cfg.slurm_partition
+        if cfg.jobs > 1:
+            params["slurm_array_parallelism"] = cfg.jobs
+        executor.update_parameters(**params)
+        return executor, gpus
+    if cfg.slurm_partition:
+        raise SuiteError("--slurm-partition only applies to --launcher submitit")
+    cuda_here = torch.cuda.is_available() and cfg.device != "cpu"
+    gpus = cfg.gpus_per_job if cfg.gpus_per_job is not None else (1 if cuda_here else 0)
+    if gpus > torch.cuda.device_count():
+        raise SuiteError(f"--gpus-per-job {gpus}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=cfg.slurm_time_min, gpus_per_node=gpus)
+    return executor, gpus
+
+
+def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+    executor, gpus = _submitit_executor(cfg, opts)
+    args = (tuple(str(Path(p).resolve()) for p in cfg.plugins), cfg.device)
+    pending = list(specs)
+    running: dict[Any, RunSpec] = {}
+    if cfg.launcher == "submitit":  # one Slurm array; Slurm queues it
+        with executor.batch():
+            jobs = [executor.submit(run_in_worker, spec, opts, *args) for spec in pending]
+        running = {job: spec for job, spec in zip(jobs, pending)}
+        pending = []
+    n_gpu, submitted = torch.cuda.device_count(), 0
+    try:
+        while pending or running:
+            while pending and len(running) < cfg.jobs:  # submitit-local: at most --jobs at once
+                if gpus:  # spread jobs over the GPUs, round-robin
+                    first = (submitted * gpus) % n_gpu
+                    executor.update_parameters(visible_gpus=[(first + k) % n_gpu for k in range(gpus)])
+                spec = pending.pop(0)
+                running[executor.submit(run_in_worker, spec, opts, *args)] = spec
+                submitted += 1
+            done = [job for job in running if job.done()]
+            if not done:
+                time.sleep(cfg.poll_s)
+            for job in done:
+                spec = running.pop(job)
+                try:
+                    yield job.result()
+                except Exception as exc:  # the job died or raised: keep the reason and the log path
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    yield _lost_run(spec, opts, f"submitit job {job.job_id} failed: {first} "
+                                                f"(log: {job.paths.stderr})")
+    finally:
+        for job in running:
+            job.cancel(check=False)
