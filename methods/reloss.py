@@ -1,0 +1,131 @@
+"""ReLoss (Huang et al., ICLR 2022): a loss network trained once per task to rank batches like the metric.
+
+The artifact is keyed by the task's config, these parameters, the profile name and its budget; the seed
+is *not* part of the key: one learned loss per task and settings is reused by every seed's run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from surrogate_bench.contracts import LossFn, Method, PrepareContext, Task
+from surrogate_bench.errors import SuiteError
+from surrogate_bench.reloss.artifact import load_or_build, load_released
+from surrogate_bench.reloss.collect import budget_for, collect
+from surrogate_bench.reloss.lossnets import build_lossnet, loss_values
+from surrogate_bench.reloss.spearman import SoftRanker
+from surrogate_bench.reloss.train import TrainSettings, train_lossnet
+
+ALGORITHM_VERSION = 1  # bump when collection or training changes what an artifact holds
+
+
+class ReLoss(Method):
+    """Learned rank-correlation surrogate: softmax-probability MLP (logits) or per-joint attention (heatmaps)."""
+
+    name = "reloss"
+    learned = True
+    params = {
+        "batch_size": 128,  # predictions per metric batch
+        "group": 64,  # batches soft-ranked together per loss-training step
+        "epochs": 0,  # loss-training epochs; 0 = by profile (paper: 10)
+        "lr": 0.01,
+        "weight_decay": 1e-3,
+        "gp_weight": 10.0,
+        "gp_norm": "batch",  # batch | sample
+        "gp_batches": 8,  # batches per group the gradient penalty is computed on (0 = all)
+        "sorting_network": "bitonic",
+        "steepness": 10.0,
+        "distribution": "logistic_phi",
+        "art_lambda": 0.25,
+        "hidden": 128,
+        "sigma": 1.0,  # Gaussian targets of heatmap tasks
+        "loss_seed": 0,  # seeds collection and loss training (independent of the run's seed)
+        "weights": "",  # a local released state dict instead of training (needs weights_sha256)
+        "weights_sha256": "",
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._state: dict[str, Tensor] | None = None
+
+    def validate(self) -> None:
+        if self.p["sorting_network"] not in {"bitonic", "odd_even"}:
+            raise SuiteError(f"reloss sorting_network must be bitonic or odd_even, not {self.p['sorting_network']!r}")
+        if self.p["gp_norm"] not in {"batch", "sample"}:
+            raise SuiteError(f"reloss gp_norm must be batch or sample, not {self.p['gp_norm']!r}")
+        if self.p["batch_size"] < 2 or self.p["group"] < 2:
+            raise SuiteError("reloss batch_size and group must be at least 2")
+
+    def supports(self, task: Task) -> str | None:
+        if task.output_kind not in {"logits", "heatmaps"}:
+            return f"reloss has no loss network for {task.name} outputs ({task.output_kind})"
+        if task.output_kind == "heatmaps" and not hasattr(task, "target_heatmaps"):
+            return f"reloss needs {task.name}.target_heatmaps for heatmap targets"
+        return None
+
+    def identity(self, task: Task, profile_name: str) -> dict[str, Any]:
+        """What determines the artifact: task config, method params, profile name and budget (no seed)."""
+        params = {k: v for k, v in self.p.items() if k not in {"weights", "weights_sha256"}}
+        return {"algorithm": ALGORITHM_VERSION, "task": task.config(), "method": params,
+                "profile": profile_name, "budget": budget_for(profile_name, self.p["epochs"]).as_dict()}
+
+    def prepare(self, task: Task, ctx: PrepareContext) -> dict[str, Any]:
+        if self.p["weights"]:
+            self._state = load_released(self.p["weights"], self.p["weights_sha256"])
+            return {"weights": self.p["weights"], "sha256": self.p["weights_sha256"], "released": True}
+        identity = self.identity(task, ctx.profile_name)
+        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+            state, meta = load_or_build(ctx.artifacts_dir, task.name, identity,
+                                        lambda: self._build(task, ctx), ctx.log)
+        self._state = state
+        keep = ("path", "sha256", "reused", "val_spearman", "baseline", "baseline_spearman",
+                "loss_train_time_s", "collect_time_s", "n_train_batches", "n_val_batches", "best_epoch")
+        return {k: meta[k] for k in keep if k in meta}
+
+    def _build(self, task: Task, ctx: PrepareContext) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        budget = budget_for(ctx.profile_name, self.p["epochs"])
+        seed = int(self.p["loss_seed"])
+        t0 = time.perf_counter()
+        train, val = collect(task, ctx.data, ctx.profile, budget, self.p["batch_size"], seed, ctx.log)
+        collect_time = time.perf_counter() - t0
+        ctx.log(f"reloss: {len(train)} training / {len(val)} held-out batches collected in {collect_time:.1f}s")
+        torch.manual_seed(seed)
+        net = build_lossnet(task.output_kind, self.p["hidden"])
+        settings = TrainSettings(epochs=budget.epochs, group=self.p["group"], lr=self.p["lr"],
+                                 weight_decay=self.p["weight_decay"], gp_weight=self.p["gp_weight"],
+                                 gp_norm=self.p["gp_norm"], gp_batches=self.p["gp_batches"],
+                                 sigma=self.p["sigma"])
+        ranker = SoftRanker(self.p["sorting_network"], self.p["steepness"], self.p["distribution"],
+                            self.p["art_lambda"])
+        gen = torch.Generator(device=train.outputs.device)
+        gen.manual_seed(seed)
+        info = train_lossnet(net, task, train, val, settings, ranker, gen, ctx.log)
+        return net.state_dict(), {**info, "collect_time_s": round(collect_time, 3)}
+
+    def make_loss(self, task: Task) -> LossFn:
+        if self._state is None:
+            if not self.p["weights"]:
+                raise SuiteError("reloss: make_loss() needs prepare() first (or the weights parameter)")
+            self._state = load_released(self.p["weights"], self.p["weights_sha256"])
+        net = build_lossnet(task.output_kind, self.p["hidden"])
+        try:
+            net.load_state_dict(self._state)
+        except RuntimeError as exc:
+            raise SuiteError(f"reloss weights do not fit the {task.output_kind} loss network: "
+                             f"{str(exc).splitlines()[0]}") from None
+        net.eval().requires_grad_(False)
+        sigma = float(self.p["sigma"])
+        moved: dict[str, torch.nn.Module] = {}
+
+        def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+            key = str(outputs.device)
+            if key not in moved:
+                moved.clear()
+                moved[key] = net.to(outputs.device)
+            return loss_values(moved[key], task, outputs, targets, sigma)
+
+        return loss_fn

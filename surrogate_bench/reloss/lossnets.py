@@ -1,0 +1,96 @@
+"""The ReLoss loss networks: per-sample target-class probability MLP (logits) and per-joint attention (heatmaps).
+
+Both map a stack of batches to one loss per batch: outputs (..., n, ...) -> (...), so a whole group of
+batches is scored in one call while training the loss, and a single batch gives a 0-d loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ClassificationLossNet(nn.Module):
+    """|MLP(softmax probability of the target class)| averaged over the batch.
+
+    Layer names and sizes follow the authors' release (1 -> h -> h -> h -> 1, ELU), so its state dict
+    (e.g. ``reloss_cls.ckpt``) loads as-is.
+    """
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.logits_fcs = nn.Sequential(nn.Linear(1, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU())
+        self.loss = nn.Sequential(nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
+
+    def per_sample(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """(..., n, C) logits, (..., n) class indices -> (..., n) per-sample losses."""
+        probs = torch.softmax(outputs, dim=-1).gather(-1, targets.long().unsqueeze(-1))
+        return self.loss(self.logits_fcs(probs)).abs().squeeze(-1)
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.per_sample(outputs, targets).mean(-1)
+
+
+class HeatmapLossNet(nn.Module):
+    """Per-joint MSE weighted by an attention computed from pooled statistics of each squared-error map.
+
+    Statistics (any heatmap size): log of the mean error, of the max error, and of the error weighted by
+    the target Gaussian (the fit at the joint); an MLP with a sigmoid gives each joint's weight.
+    """
+
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.attention = nn.Sequential(nn.Linear(3, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                                       nn.Linear(hidden, 1), nn.Sigmoid())
+
+    @staticmethod
+    def stats(err: Tensor, target_maps: Tensor) -> Tensor:
+        """(..., J, H, W) squared errors and targets -> (..., J, 3) pooled statistics."""
+        e = err.flatten(-2)
+        t = target_maps.flatten(-2)
+        near = (e * t).sum(-1) / (t.sum(-1) + 1e-6)
+        feats = torch.stack([e.mean(-1), e.amax(-1), near], dim=-1)
+        return torch.log(feats + 1e-6)
+
+    def per_joint(self, outputs: Tensor, target_maps: Tensor, visible: Tensor) -> Tensor:
+        """(..., n, J, H, W) heatmaps, Gaussian targets, (..., n, J) visibility -> (..., n, J) weighted MSE."""
+        err = (outputs - target_maps).pow(2)
+        attn = self.attention(self.stats(err, target_maps)).squeeze(-1)
+        return attn * err.flatten(-2).mean(-1) * visible
+
+    def forward(self, outputs: Tensor, target_maps: Tensor, visible: Tensor) -> Tensor:
+        return self.per_joint(outputs, target_maps, visible).flatten(-2).mean(-1)
+
+
+def build_lossnet(output_kind: str, hidden: int) -> nn.Module:
+    """The loss network for a task's output kind."""
+    if output_kind == "logits":
+        return ClassificationLossNet(hidden)
+    if output_kind == "heatmaps":
+        return HeatmapLossNet(max(4, hidden // 8))
+    raise ValueError(f"reloss has no loss network for output kind {output_kind!r}")
+
+
+def heatmap_targets(task, targets: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """(..., J, C) joints -> Gaussian target maps (..., J, H, W) and visibility (..., J), any leading dims."""
+    lead = targets.shape[:-2]
+    maps = task.target_heatmaps(targets.reshape(-1, *targets.shape[-2:]), sigma)
+    return maps.reshape(*lead, *maps.shape[-3:]), targets[..., 2].to(maps.dtype)
+
+
+def loss_values(net: nn.Module, task, outputs: Tensor, targets: Tensor, sigma: float = 1.0) -> Tensor:
+    """The learned loss of each batch in a stack: (..., n, ...) outputs and targets -> (...)."""
+    if isinstance(net, HeatmapLossNet):
+        maps, visible = heatmap_targets(task, targets, sigma)
+        return net(outputs, maps, visible)
+    return net(outputs, targets)
+
+
+def baseline_values(task, outputs: Tensor, targets: Tensor, sigma: float = 1.0) -> Tensor:
+    """The conventional loss of each batch (cross-entropy; heatmaps: MSE to Gaussian targets) -> (...)."""
+    if task.output_kind == "heatmaps":
+        maps, visible = heatmap_targets(task, targets, sigma)
+        err = (outputs - maps).pow(2).flatten(-2).mean(-1) * visible
+        return err.flatten(-2).mean(-1)
+    ce = torch.nn.functional.cross_entropy(outputs.flatten(0, -2), targets.flatten().long(), reduction="none")
+    return ce.view(targets.shape).mean(-1)
