@@ -7,7 +7,6 @@ lock, checkpoints and atomic records behave exactly as in a sequential run.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import re
@@ -96,18 +95,21 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
 
 
 # -- worker side --------------------------------------------------------------------------------
-_WORKER_DEVICE: torch.device | None = None
-
-
-def _init_worker(plugins: tuple[str, ...], device: str, counter: Any, threads: int) -> None:
-    """Pool initializer: plugins, CPU threads, and one CUDA device per worker (round-robin)."""
-    global _WORKER_DEVICE
-    torch.set_num_threads(threads)
-    load_plugins(plugins)
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    _WORKER_DEVICE = _worker_device(device, index)
+def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str, slot: int,
+                  threads: int) -> None:
+    """One run in a spawned process: send back ("record", rec) or ("error", one line) through ``conn``."""
+    try:
+        torch.set_num_threads(threads)
+        load_plugins(plugins)
+        conn.send(("record", run_one(spec, replace(opts, device=_worker_device(device, slot)))))
+    except SuiteError as exc:
+        conn.send(("error", str(exc)))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # outside run_one's own guard (e.g. a plugin that breaks on import here)
+        conn.send(("lost", f"worker process failed: {type(exc).__name__}: {exc}".splitlines()[0]))
+    finally:
+        conn.close()
 
 
 def _worker_device(name: str, index: int = 0) -> torch.device:
@@ -123,23 +125,26 @@ def _worker_device(name: str, index: int = 0) -> torch.device:
     return dev
 
 
-def _pool_run(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
-    assert _WORKER_DEVICE is not None
-    return run_one(spec, replace(opts, device=_WORKER_DEVICE))
-
-
-def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str) -> dict[str, Any]:
+def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str,
+                  threads: int | None = None) -> dict[str, Any]:
     """Entry point of a submitit job: load plugins, pick the device on the node, run one spec."""
+    if threads:
+        torch.set_num_threads(threads)
     load_plugins(plugins)
     return run_one(spec, replace(opts, device=_worker_device(device)))
 
 
 # -- parent side --------------------------------------------------------------------------------
-def _lost_run(spec: RunSpec, opts: RunOptions, reason: str) -> dict[str, Any]:
-    """The record of a run whose worker died: the worker's own record if it wrote one, else a failed one."""
+def _threads_per_job(jobs: int) -> int:
+    """CPU threads for each of ``jobs`` concurrent runs here: this process's share (no oversubscription)."""
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
+    """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
     path = spec.record_path(opts.results_dir)
     existing = read_record(path)
-    if existing is not None:
+    if existing is not None and path.stat().st_mtime >= since:
         return existing
     task, method = spec.build()
     record = {**base_record(spec, spec.key(), task, method, opts), "status": "failed", "reason": reason}
@@ -151,30 +156,62 @@ def _lost_run(spec: RunSpec, opts: RunOptions, reason: str) -> dict[str, Any]:
 
 
 def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+    """At most ``jobs`` runs at once, each in its own spawned process (a crash loses only that run)."""
+    from multiprocessing.connection import wait
+
     ctx = mp.get_context("spawn")
-    workers = min(cfg.jobs, len(specs))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    counter = ctx.Value("i", 0)
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(tuple(cfg.plugins), cfg.device, counter, threads))
+    slots = min(cfg.jobs, len(specs))
+    threads = _threads_per_job(slots)
+    pending, free = list(specs), list(range(slots))
+    running: dict[Any, tuple[Any, Any, RunSpec, int, float]] = {}  # sentinel -> (process, conn, spec, slot, t0)
+    messages: dict[Any, Any] = {}  # sentinel -> what the worker sent (read as it comes: a pipe holds only ~64 KiB)
     try:
-        futures = {pool.submit(_pool_run, spec, opts): spec for spec in specs}
-        for fut in cf.as_completed(futures):
-            exc = fut.exception()
-            if exc is None:
-                yield fut.result()
-            elif isinstance(exc, SuiteError):
-                raise exc
-            else:
-                yield _lost_run(futures[fut], opts, f"worker process failed: {type(exc).__name__}: {exc}")
+        while pending or running:
+            while pending and free:
+                spec, slot = pending.pop(0), free.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_process_main, name=f"surrogate_bench-{spec.task}-{spec.method}-s{spec.seed}",
+                                   args=(send, spec, opts, tuple(cfg.plugins), cfg.device, slot, threads))
+                proc.start()
+                send.close()
+                running[proc.sentinel] = (proc, recv, spec, slot, time.time())
+            conns = {entry[1]: sentinel for sentinel, entry in running.items() if sentinel not in messages}
+            ready = wait([*running, *conns])
+            for conn in (r for r in ready if r in conns):
+                try:
+                    messages[conns[conn]] = conn.recv()
+                except (EOFError, OSError):
+                    messages[conns[conn]] = None
+            for sentinel in (r for r in ready if r in running):
+                proc, recv, spec, slot, t0 = running.pop(sentinel)
+                message = messages.pop(sentinel, None)
+                if message is None and recv.poll():
+                    try:
+                        message = recv.recv()
+                    except (EOFError, OSError):
+                        pass
+                proc.join()
+                recv.close()
+                free.append(slot)
+                if message and message[0] == "record":
+                    yield message[1]
+                elif message and message[0] == "error":
+                    raise SuiteError(message[1])
+                elif message and message[0] == "lost":
+                    yield _lost_run(spec, opts, message[1], since=t0)
+                else:
+                    how = f"signal {-proc.exitcode}" if (proc.exitcode or 0) < 0 else f"exit code {proc.exitcode}"
+                    yield _lost_run(spec, opts, f"worker process died ({how}) before writing the record", since=t0)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for proc, recv, *_ in running.values():
+            proc.terminate()
+            proc.join()
 
 
 def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
     import submitit
 
-    folder = Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit") / "%j"
+    folder = Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit")
     if cfg.launcher == "submitit":
         if shutil.which("sbatch") is None:
             raise SuiteError("--launcher submitit needs Slurm, but sbatch is not on PATH; "
@@ -202,7 +239,9 @@ def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
 
 def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
     executor, gpus = _submitit_executor(cfg, opts)
-    args = (tuple(str(Path(p).resolve()) for p in cfg.plugins), cfg.device)
+    local = cfg.launcher == "submitit-local"  # local jobs share this machine's cores; Slurm ones have their own
+    threads = _threads_per_job(min(cfg.jobs, len(specs))) if local else None
+    args = (tuple(str(Path(p).resolve()) for p in cfg.plugins), cfg.device, threads)
     pending = list(specs)
     running: dict[Any, RunSpec] = {}
     if cfg.launcher == "submitit":  # one Slurm array; Slurm queues it
