@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from submitit.helpers import Checkpointable
 
 from .errors import SuiteError
 from .runner import RunOptions, RunSpec, base_record, run_one
@@ -134,6 +135,15 @@ def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], dev
     return run_one(spec, replace(opts, device=_worker_device(device)))
 
 
+class SubmititRun(Checkpointable):
+    """A submitit job of one spec; on a Slurm time limit or preemption it requeues itself and resumes from its
+    last epoch checkpoint (submitit calls ``checkpoint``, which resubmits the same arguments)."""
+
+    def __call__(self, spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str,
+                 threads: int | None = None) -> dict[str, Any]:
+        return run_in_worker(spec, opts, plugins, device, threads)
+
+
 # -- parent side --------------------------------------------------------------------------------
 def _threads_per_job(jobs: int) -> int:
     """CPU threads for each of ``jobs`` concurrent runs here: this process's share (no oversubscription)."""
@@ -246,7 +256,7 @@ def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> 
     running: dict[Any, RunSpec] = {}
     if cfg.launcher == "submitit":  # one Slurm array; Slurm queues it
         with executor.batch():
-            jobs = [executor.submit(run_in_worker, spec, opts, *args) for spec in pending]
+            jobs = [executor.submit(SubmititRun(), spec, opts, *args) for spec in pending]
         running = {job: spec for job, spec in zip(jobs, pending)}
         pending = []
     n_gpu, submitted = torch.cuda.device_count(), 0
@@ -257,7 +267,7 @@ def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> 
                     first = (submitted * gpus) % n_gpu
                     executor.update_parameters(visible_gpus=[(first + k) % n_gpu for k in range(gpus)])
                 spec = pending.pop(0)
-                running[executor.submit(run_in_worker, spec, opts, *args)] = spec
+                running[executor.submit(SubmititRun(), spec, opts, *args)] = spec
                 submitted += 1
             done = [job for job in running if job.done()]
             if not done:
