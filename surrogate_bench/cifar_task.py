@@ -15,7 +15,7 @@ from .errors import SuiteError
 from .metrics import accuracy
 from .models.resnet_cifar import ResNetCifar
 
-# Budgets shared by CIFAR-10 and CIFAR-100 (measurements in notes / the task report).
+# Budgets shared by CIFAR-10 and CIFAR-100.
 CIFAR_PROFILES: dict[str, Profile] = {
     # a few hundred images, one epoch: seconds on CPU
     "smoke": Profile(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=1e-4,
@@ -43,6 +43,10 @@ class CifarAccuracyTask(Task):
     params = {"depth": 20, "val_size": 5000}
     profiles = CIFAR_PROFILES
 
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._stats_cache: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
     def validate(self) -> None:
         depth = self.p["depth"]
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
@@ -69,10 +73,9 @@ class CifarAccuracyTask(Task):
 
     def _stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """Per-channel mean / std on ``device``, built once per device (no host copy per batch)."""
-        cache = self.__dict__.setdefault("_stats_cache", {})
-        if device not in cache:
-            cache[device] = (torch.tensor(self.mean, device=device), torch.tensor(self.std, device=device))
-        return cache[device]
+        if device not in self._stats_cache:
+            self._stats_cache[device] = (torch.tensor(self.mean, device=device), torch.tensor(self.std, device=device))
+        return self._stats_cache[device]
 
     def score(self, predictions: Tensor, targets: Tensor) -> float:
         return accuracy(predictions, targets)

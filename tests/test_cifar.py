@@ -134,6 +134,28 @@ def test_truncated_archive_is_corrupt(tmp_path: Path) -> None:
         load_cifar(tmp_path, "cifar10")
 
 
+def test_download_only_when_asked_then_extracted_by_us(tmp_path: Path, monkeypatch) -> None:
+    import surrogate_bench.datasets.cifar as cifar
+
+    src = tmp_path / "src"
+    batches = make_cifar10(src)
+    root = tmp_path / "root"
+    calls = []
+
+    def fake_download(where: Path, layout) -> None:  # stands in for the network fetch of the official archive
+        calls.append(layout.name)
+        where.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(where / layout.archive, "w:gz") as tar:
+            tar.add(src / layout.folder, arcname=layout.folder)
+
+    monkeypatch.setattr(cifar, "download", fake_download)
+    with pytest.raises(DataUnavailable):
+        load_cifar(root, "cifar10")
+    assert calls == []
+    raw = load_cifar(root, "cifar10", download=True)
+    assert calls == ["CIFAR-10"] and raw["test_labels"].tolist() == batches["test_batch"][b"labels"]
+
+
 class _Evil:
     """Unpickling this runs a shell command (what a hostile batch file could do)."""
 
