@@ -28,8 +28,8 @@ class SynthPosePCKh(PoseTask):
               "clutter": 9}
     data_hint = "generated from the task's seed; needs no files"
     profiles = {
-        "smoke": Profile(epochs=1, batch_size=16, optimizer="rmsprop", lr=1e-3, train_size=64, val_size=32,
-                         test_size=64, eval_batch_size=64, amp=True),
+        "smoke": Profile(epochs=1, batch_size=16, optimizer="rmsprop", lr=1e-3, train_size=32, val_size=32,
+                         test_size=32, eval_batch_size=32, amp=True),
         "quick": Profile(epochs=12, batch_size=16, optimizer="rmsprop", lr=1e-3, eval_batch_size=100),
         "paper": Profile(epochs=50, batch_size=6, optimizer="rmsprop", lr=2.5e-4, milestones=(30, 40),
                          gamma=0.25, eval_batch_size=100),
