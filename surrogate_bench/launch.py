@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from submitit.helpers import Checkpointable
+
+try:
+    from submitit.helpers import Checkpointable
+except ImportError:  # submitit is only needed by --launcher submitit / submitit-local
+    Checkpointable = object  # type: ignore[assignment,misc]
 
 from .errors import SuiteError
 from .runner import RunOptions, RunSpec, base_record, run_one
@@ -219,7 +223,10 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
 
 
 def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise SuiteError(f"--launcher {cfg.launcher} needs the submitit package: pip install submitit") from None
 
     folder = Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit")
     if cfg.launcher == "submitit":

@@ -90,7 +90,8 @@ def test_more_whole_command_errors(capsys, tmp_path) -> None:
         code, _, err = run_cli(capsys, "--plugin", TINY, "run", "--task", "tiny-ap", "--method", "ce", "--profile",
                                "smoke", "--seeds", "0,1", "--launcher", "submitit", "--results-dir",
                                str(tmp_path / "r"), "--data-root", str(tmp_path))
-        assert code == 2 and "sbatch is not on PATH" in err and err.count("\n") == 1
+        assert code == 2 and err.count("\n") == 1
+        assert "sbatch is not on PATH" in err or "needs the submitit package" in err, err
 
 
 def test_empty_data_root_gives_skipped_record_saying_where_to_put_files(capsys, tmp_path) -> None:

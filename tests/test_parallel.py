@@ -55,9 +55,9 @@ def ok_records(results: Path) -> dict[int, dict]:
     return {r["seed"]: r for r in recs if r["method"] == "ce"}  # type: ignore[index]
 
 
-def test_jobs_2_equals_sequential_and_a_crash_loses_only_its_run(sequential, tmp_path, capsys) -> None:
+def test_jobs_equals_sequential_and_a_crash_loses_only_its_run(sequential, tmp_path, capsys) -> None:
     results = tmp_path / "results"
-    done = subprocess.run(cli_cmd(results, [TINY, EXIT], "--method", "ce,exit-now", "--jobs", "2"),
+    done = subprocess.run(cli_cmd(results, [TINY, EXIT], "--method", "ce,exit-now", "--jobs", "4"),
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 1, done.stderr  # the exit-now runs failed
     lines = done.stdout.splitlines()
@@ -76,6 +76,7 @@ def test_jobs_2_equals_sequential_and_a_crash_loses_only_its_run(sequential, tmp
 
 
 def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
+    pytest.importorskip("submitit")
     results = tmp_path / "results"
     done = subprocess.run(cli_cmd(results, [TINY], "--method", "ce", "--launcher", "submitit-local", "--jobs", "2"),
                           capture_output=True, text=True, env=ENV, timeout=300)
