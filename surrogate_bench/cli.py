@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true", help="recompute finished probes")
     pr.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
 
+    bn = sub.add_parser("bench", help="time each method's training step and loss+backward per task")
+    bn.add_argument("--task", default="*", help="comma list or glob patterns of task names (default all)")
+    bn.add_argument("--method", default="ce,uniloss", help="comma list or glob patterns (default ce,uniloss)")
+    bn.add_argument("--profile", default="paper", help="profile whose batch size and optimiser are used")
+    bn.add_argument("--steps", type=int, default=50, help="timed steps per method (after 10 warm-up)")
+    bn.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    bn.add_argument("--data-root", default=None)
+    bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
+
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
     lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     lb.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/LEADERBOARD.md")
@@ -183,7 +193,32 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "probe": cmd_probe, "leaderboard": cmd_leaderboard}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_task, table, write_json
+    from .environment import environment, resolve_device
+    from .grid import select
+    from .paths import data_root
+    from .registry import get_method, get_task
+
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    root = data_root(args.data_root)
+    methods = [get_method(m) for m in select("method", args.method, False)]
+    rows = []
+    for name in select("task", args.task, False):
+        rows += bench_task(get_task(name), methods, device, root, args.profile, max(1, args.steps))
+    print(table(rows))
+    if args.json:
+        write_json(rows, args.json, {"environment": environment(device), "steps": args.steps,
+                                     "threads": torch.get_num_threads()})
+        print(f"wrote {args.json}")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "probe": cmd_probe, "leaderboard": cmd_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ class PCKhRefactoring(Refactoring):
     """
 
     radius_factor: float = 0.5
-    max_inside: int = 160
+    max_inside: int = 64
 
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
         n, j, h, w = outputs.shape
