@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-job", type=int, default=None, metavar="G",
                    help="GPUs per submitit job (default: 1 when CUDA is wanted, else 0)")
     r.add_argument("--submitit-dir", type=Path, default=None, help="submitit logs (default RESULTS_DIR/submitit)")
+    r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SEC",
+                   help="also checkpoint inside an epoch every SEC seconds (default 60; epochs always end with one)")
     r.add_argument("--no-probe", action="store_true", help="with --all: skip the Spearman probes")
 
     pr = sub.add_parser("probe", help="Spearman probe of batch loss vs batch metric on a shared pool")
@@ -113,8 +115,11 @@ def run_options(args: argparse.Namespace, progress: bool):
     # submitit workers resolve --device on their node; a local run needs it here
     device = resolve_device(args.device if getattr(args, "launcher", "local") == "local" else "cpu")
     check_writable(args.results_dir)
+    every = getattr(args, "checkpoint_every", 60.0)
+    if not every >= 0:  # also NaN
+        raise SuiteError(f"bad --checkpoint-every {every}: expected seconds >= 0")
     return RunOptions(results_dir=args.results_dir, data_root=root, device=device, force=args.force,
-                      download=args.download, progress=progress, log=log_stderr)
+                      download=args.download, progress=progress, log=log_stderr, checkpoint_every_s=every)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

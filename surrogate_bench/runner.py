@@ -74,6 +74,8 @@ class RunOptions:
     log: Callable[[str], None] = print
     # test hook: raise after this many epochs (simulates a crash between checkpoints)
     stop_after_epochs: int | None = None
+    # also checkpoint inside an epoch when this many seconds passed since the last save (None: epoch ends only)
+    checkpoint_every_s: float | None = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -270,7 +272,20 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         _set_rng_state(state["rng"], gen)
         history, start_epoch = state["history"], int(state["epoch"])
         train_time, seen = float(state["train_time"]), int(state["seen"])
-        opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}")
+        mid = state.get("mid_epoch")  # {"step", "perm", "losses"} when saved inside epoch start_epoch + 1
+        where = f", step {mid['step']}" if mid else ""
+        opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}"
+                 + where)
+    else:
+        mid = None
+
+    def snapshot(epochs_done: int, elapsed: float, inside: dict[str, Any] | None = None) -> None:
+        save_checkpoint(ckpt_file, {
+            "key": key, "epoch": epochs_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
+            "train_time": elapsed, "seen": seen, "artifact": json.dumps(artifact, default=str),
+            "mid_epoch": inside,
+        })
 
     n = len(data.train)
     bs = min(profile.batch_size, n)
@@ -283,9 +298,14 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         losses = torch.empty(steps, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, device=device, generator=gen)
-        for step in range(steps):
+        t0 = last_save = time.perf_counter()
+        if mid is not None:  # resume inside this epoch: same order, losses so far, RNG as saved
+            perm, first = mid["perm"].to(device), int(mid["step"])
+            losses[:first] = mid["losses"].to(device)
+            mid = None
+        else:
+            perm, first = torch.randperm(n, device=device, generator=gen), 0
+        for step in range(first, steps):
             idx = perm[step * bs:(step + 1) * bs]
             xb = task.inputs(data.train.x[idx], train=True, generator=gen)
             yb = data.train.y[idx]
@@ -296,6 +316,11 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             loss.backward()
             optimizer.step()
             losses[step] = loss.detach()
+            every = opts.checkpoint_every_s
+            if every is not None and step + 1 < steps and time.perf_counter() - last_save >= every:
+                snapshot(epoch, train_time + time.perf_counter() - t0,
+                         {"step": step + 1, "perm": perm.cpu(), "losses": losses[:step + 1].cpu()})
+                last_save = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - t0
@@ -309,11 +334,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         history.append({"epoch": epoch + 1, "train_loss": float(losses.mean()), "val_metric": val,
                         "lr": optimizer.param_groups[0]["lr"], "train_time_s": round(train_time, 3)})
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
-        save_checkpoint(ckpt_file, {
-            "key": key, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": _rng_state(gen), "history": history,
-            "train_time": train_time, "seen": seen, "artifact": json.dumps(artifact, default=str),
-        })
+        snapshot(epoch + 1, train_time)
         if opts.stop_after_epochs is not None and epoch + 1 >= opts.stop_after_epochs:
             raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")
     bar.close()

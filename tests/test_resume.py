@@ -59,43 +59,44 @@ def reference(one_thread, tmp_path_factory) -> dict:
 def cli(results_dir: Path, data_root: Path) -> list[str]:
     return [sys.executable, "-m", "surrogate_bench", "--plugin", str(PLUGIN), "run", "--task", TASK,
             "--method", "ce", "--profile", PROFILE, "--task-param", "step_delay_ms=20", "--device", "cpu",
+            "--checkpoint-every", "0.15",
             "--data-root", str(data_root), "--results-dir", str(results_dir), "--no-progress"]
 
 
-def ckpt_epoch(path: Path) -> int:
+def ckpt_position(path: Path) -> tuple[int, int]:
+    """(complete epochs, steps into the next epoch) of a checkpoint; (0, 0) while it is being replaced."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except Exception:  # being replaced right now
-        return 0
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return 0, 0
+    return int(state["epoch"]), int((state.get("mid_epoch") or {}).get("step", 0))
 
 
-def start_and_kill(cmd: list[str], ckpt_dir: Path, min_epoch: int, log: Path) -> int:
-    """Start the command, SIGKILL it once a checkpoint of at least ``min_epoch`` exists (plus a random delay)."""
+def start_and_kill(cmd: list[str], ckpt_dir: Path, log: Path) -> tuple[int, int]:
+    """Start the command, SIGKILL it at a random moment after its first checkpoint; where it had got to."""
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=ENV)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            ckpts = list(ckpt_dir.glob("*.pt"))
-            if ckpts and ckpt_epoch(ckpts[0]) >= min_epoch:
-                break
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(ckpt_dir.glob("*.pt")):
             time.sleep(0.02)
-        time.sleep(random.uniform(0.0, 0.25))  # "at any moment" within the following epochs
+        time.sleep(random.uniform(0.0, 1.0))  # "at any moment": mid-step, mid-save, between epochs
         assert proc.poll() is None, f"run ended before it could be killed: {log.read_text()}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    return ckpt_epoch(next(ckpt_dir.glob("*.pt")))
+    return ckpt_position(next(ckpt_dir.glob("*.pt")))
 
 
 def test_kill9_then_resume_equals_uninterrupted(reference, data_root, tmp_path) -> None:
     results = tmp_path / "results"
     cmd, ckpt_dir = cli(results, data_root), results / "checkpoints"
-    killed_at = start_and_kill(cmd, ckpt_dir, 1, tmp_path / "kill.log")
-    assert 1 <= killed_at < 6
+    epochs, step = start_and_kill(cmd, ckpt_dir, tmp_path / "kill.log")
+    assert (epochs, step) != (0, 0) and epochs < 6
     assert not list((results / "runs").glob("**/*.json")), "a killed run must not leave a record"
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert f"resuming {TASK}/ce seed 0 from epoch {killed_at}/6" in done.stderr
+    where = f"from epoch {epochs}/6" + (f", step {step}" if step else "")
+    assert f"resuming {TASK}/ce seed 0 {where}\n" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     records = list((results / "runs").glob("**/*.json"))
     assert len(records) == 1
@@ -155,4 +156,29 @@ def test_resume_in_process_after_simulated_crash(reference, data_root, tmp_path)
     assert read_record(spec.record_path(tmp_path)) is None
     rec = run_one(spec, opts)
     assert any("from epoch 3/6" in m for m in logs)
+    assert comparable(rec) == comparable(reference)
+
+
+def test_resume_inside_an_epoch_after_interrupt(reference, data_root, tmp_path, monkeypatch) -> None:
+    """Checkpoints inside an epoch (every step here): Ctrl-C at epoch 2 step 4 resumes at step 3, same record."""
+    logs: list[str] = []
+    opts = RunOptions(results_dir=tmp_path, data_root=data_root, device=torch.device("cpu"), progress=False,
+                      log=logs.append, checkpoint_every_s=0.0)
+    spec = RunSpec(TASK, "ce", PROFILE, 0)
+    cls, calls = type(spec.build()[0]), [0]
+    original = cls.inputs
+
+    def interrupted(self, x, *, train, generator=None):
+        calls[0] += train
+        if train and calls[0] == 16 + 4:
+            raise KeyboardInterrupt
+        return original(self, x, train=train, generator=generator)
+
+    monkeypatch.setattr(cls, "inputs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(spec, opts)
+    monkeypatch.setattr(cls, "inputs", original)
+    assert read_record(spec.record_path(tmp_path)) is None
+    rec = run_one(spec, opts)
+    assert f"resuming {TASK}/ce seed 0 from epoch 1/6, step 3" in logs
     assert comparable(rec) == comparable(reference)
