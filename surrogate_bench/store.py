@@ -18,6 +18,10 @@ STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same directory, fsync, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +31,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are shared like any file written here
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -118,6 +118,13 @@ def test_truncated_record_is_rerun(reference, data_root, tmp_path) -> None:
     rec = run_one(spec, opts)
     assert not rec.get("reused") and comparable(rec) == comparable(reference)
     assert comparable(read_record(path)) == comparable(reference)
+    assert path.stat().st_mode & 0o044 == 0o044 & ~_umask(), "records are readable like any other file written here"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "other-key"])
