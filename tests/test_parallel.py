@@ -55,9 +55,26 @@ def ok_records(results: Path) -> dict[int, dict]:
     return {r["seed"]: r for r in recs if r["method"] == "ce"}  # type: ignore[index]
 
 
-def test_jobs_equals_sequential_and_a_crash_loses_only_its_run(sequential, tmp_path, capsys) -> None:
+def test_jobs_2_equals_sequential(sequential, tmp_path, capsys) -> None:
     results = tmp_path / "results"
-    done = subprocess.run(cli_cmd(results, [TINY, EXIT], "--method", "ce,exit-now", "--jobs", "4"),
+    done = subprocess.run(cli_cmd(results, [TINY], "--method", "ce", "--jobs", "2"),
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2 and "Traceback" not in done.stderr
+    recs = ok_records(results)
+    assert set(recs) == {0, 1} and all(comparable(recs[s]) == comparable(sequential[s]) for s in (0, 1))
+
+    code = cli.main(["--plugin", TINY, "run", "--task", "tiny-ap", "--method", "ce", "--profile", "smoke",
+                     "--seeds", "0,1", "--jobs", "2", "--device", "cpu", "--results-dir", str(results),
+                     "--data-root", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(out) == 2 and all("reused" in ln for ln in out)  # finished keys start no worker
+
+
+@pytest.mark.slow
+def test_a_crashing_worker_loses_only_its_run(sequential, tmp_path) -> None:
+    results = tmp_path / "results"
+    done = subprocess.run(cli_cmd(results, [TINY, EXIT], "--method", "exit-now,ce", "--jobs", "4"),
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 1, done.stderr  # the exit-now runs failed
     lines = done.stdout.splitlines()
@@ -67,12 +84,6 @@ def test_jobs_equals_sequential_and_a_crash_loses_only_its_run(sequential, tmp_p
     assert set(recs) == {0, 1} and all(comparable(recs[s]) == comparable(sequential[s]) for s in (0, 1))
     failed = [read_record(p) for p in results.glob("runs/**/exit-now-*.json")]
     assert len(failed) == 2 and all(r and r["status"] == "failed" for r in failed)
-
-    code = cli.main(["--plugin", TINY, "run", "--task", "tiny-ap", "--method", "ce", "--profile", "smoke",
-                     "--seeds", "0,1", "--jobs", "2", "--device", "cpu", "--results-dir", str(results),
-                     "--data-root", str(tmp_path)])
-    out = capsys.readouterr().out.splitlines()
-    assert code == 0 and len(out) == 2 and all("reused" in ln for ln in out)
 
 
 def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
