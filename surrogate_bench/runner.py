@@ -259,6 +259,8 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     history: list[dict[str, Any]] = []
     start_epoch, train_time, seen = 0, 0.0, 0
     ckpt_file = checkpoint_path(opts.results_dir, key)
+    for stale in ckpt_file.parent.glob(f".{ckpt_file.name}.*.tmp"):  # left by a kill mid-save; we hold the key's lock
+        stale.unlink(missing_ok=True)
     if opts.force:
         ckpt_file.unlink(missing_ok=True)
     state = load_checkpoint(ckpt_file, key)

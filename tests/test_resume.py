@@ -138,6 +138,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
     if damage == "garbage":
         ckpt.parent.mkdir(parents=True)
         ckpt.write_bytes(b"\x80\x04 not a checkpoint" * 100)
+        (ckpt.parent / f".{ckpt.name}.x1y2.tmp").write_bytes(b"half a checkpoint")  # a kill during a save
     else:  # a real checkpoint after 2 epochs, then damaged or filed under another key
         other = RunSpec(TASK, "ce", PROFILE, 1) if damage == "other-key" else spec
         with pytest.raises(_SimulatedCrash):
@@ -150,6 +151,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
     assert any("ignoring unreadable or mismatched checkpoint" in m for m in logs), logs
     assert not any(m.startswith("resuming") for m in logs)
     assert comparable(rec) == comparable(reference)
+    assert not list(ckpt.parent.glob("*.tmp")), "stale partial checkpoints are cleaned up"
 
 
 def test_resume_in_process_after_simulated_crash(reference, data_root, tmp_path) -> None:
