@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from .contracts import Method, Task
 from .errors import DataUnavailable, SuiteError
-from .runner import autocast, load_task_data, make_optimizer
+from .runner import autocast, load_task_data, make_optimizer, train_step
 
 
 def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
@@ -75,13 +75,7 @@ def bench_task(task: Task, methods: list[Method], device: torch.device, data_roo
         loss_fn = method.make_loss(task)
 
         def step() -> None:
-            xb = task.inputs(x, train=True, generator=gen)
-            with autocast(device, prof.amp):
-                out = model(xb)
-            loss = loss_fn(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(task, model, loss_fn, opt, x, y, gen, device, prof.amp)
 
         with torch.no_grad(), autocast(device, prof.amp):
             fixed = model(task.inputs(x, train=False)).float()

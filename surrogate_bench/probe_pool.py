@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from . import __version__
 from .contracts import Profile, Task, TaskData
 from .registry import get_method
-from .runner import autocast, make_optimizer
+from .runner import autocast, make_optimizer, train_step
 from .store import atomic_write_bytes
 
 STAGES = 6  # snapshots along the trajectory, the untrained model included
@@ -113,12 +113,7 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
         for i in range(steps_per_epoch):
             model.train()
             idx = perm[i * bs:(i + 1) * bs]
-            with autocast(device, profile.amp):
-                out = model(task.inputs(train.x[idx], train=True, generator=gen))
-            loss = loss_fn(out.float(), train.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(task, model, loss_fn, opt, train.x[idx], train.y[idx], gen, device, profile.amp)
             step += 1
             if step in snap_at:
                 snapshot()

@@ -109,6 +109,19 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def train_step(task: Task, model: nn.Module, loss_fn, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+               generator: torch.Generator, device: torch.device, amp: bool) -> Tensor:
+    """One optimisation step on a storage batch; returns the detached loss (no host sync)."""
+    xb = task.inputs(x, train=True, generator=generator)
+    with autocast(device, amp):
+        out = model(xb)
+    loss = loss_fn(out.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 @torch.no_grad()
 def predict(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile) -> Tensor:
     """Decoded predictions for a whole split, evaluated in batches."""
@@ -309,15 +322,8 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             perm, first = torch.randperm(n, device=device, generator=gen), 0
         for step in range(first, steps):
             idx = perm[step * bs:(step + 1) * bs]
-            xb = task.inputs(data.train.x[idx], train=True, generator=gen)
-            yb = data.train.y[idx]
-            with autocast(device, profile.amp):
-                out = model(xb)
-            loss = loss_fn(out.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[step] = loss.detach()
+            losses[step] = train_step(task, model, loss_fn, optimizer, data.train.x[idx], data.train.y[idx],
+                                      gen, device, profile.amp)
             every = opts.checkpoint_every_s
             if every is not None and step + 1 < steps and time.perf_counter() - last_save >= every:
                 snapshot(epoch, train_time + time.perf_counter() - t0,
