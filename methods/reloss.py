@@ -20,7 +20,7 @@ from surrogate_bench.reloss.lossnets import build_lossnet, loss_values
 from surrogate_bench.reloss.spearman import SoftRanker
 from surrogate_bench.reloss.train import TrainSettings, train_lossnet
 
-ALGORITHM_VERSION = 1  # bump when collection or training changes what an artifact holds
+ALGORITHM_VERSION = 2  # bump when collection or training changes what an artifact holds
 
 
 class ReLoss(Method):
@@ -42,7 +42,9 @@ class ReLoss(Method):
         "distribution": "logistic_phi",
         "art_lambda": 0.25,
         "hidden": 128,
+        "match_scale": True,  # rescale the learned loss to the baseline's mean gradient norm (ranks unchanged)
         "sigma": 1.0,  # Gaussian targets of heatmap tasks
+        "threads": 1,  # torch CPU threads while training the loss (its ops are tiny: 1 thread measured 5x faster)
         "loss_seed": 0,  # seeds collection and loss training (independent of the run's seed)
         "weights": "",  # a local released state dict instead of training (needs weights_sha256)
         "weights_sha256": "",
@@ -69,7 +71,7 @@ class ReLoss(Method):
 
     def identity(self, task: Task, profile_name: str) -> dict[str, Any]:
         """What determines the artifact: task config, method params, profile name and budget (no seed)."""
-        params = {k: v for k, v in self.p.items() if k not in {"weights", "weights_sha256"}}
+        params = {k: v for k, v in self.p.items() if k not in {"weights", "weights_sha256", "threads"}}
         return {"algorithm": ALGORITHM_VERSION, "task": task.config(), "method": params,
                 "profile": profile_name, "budget": budget_for(profile_name, self.p["epochs"]).as_dict()}
 
@@ -83,7 +85,8 @@ class ReLoss(Method):
                                         lambda: self._build(task, ctx), ctx.log)
         self._state = state
         keep = ("path", "sha256", "reused", "val_spearman", "baseline", "baseline_spearman",
-                "loss_train_time_s", "collect_time_s", "n_train_batches", "n_val_batches", "best_epoch")
+                "loss_train_time_s", "collect_time_s", "n_train_batches", "n_val_batches", "best_epoch",
+                "grad_scale")
         return {k: meta[k] for k in keep if k in meta}
 
     def _build(self, task: Task, ctx: PrepareContext) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -98,12 +101,18 @@ class ReLoss(Method):
         settings = TrainSettings(epochs=budget.epochs, group=self.p["group"], lr=self.p["lr"],
                                  weight_decay=self.p["weight_decay"], gp_weight=self.p["gp_weight"],
                                  gp_norm=self.p["gp_norm"], gp_batches=self.p["gp_batches"],
-                                 sigma=self.p["sigma"])
+                                 match_scale=self.p["match_scale"], sigma=self.p["sigma"])
         ranker = SoftRanker(self.p["sorting_network"], self.p["steepness"], self.p["distribution"],
                             self.p["art_lambda"])
         gen = torch.Generator(device=train.outputs.device)
         gen.manual_seed(seed)
-        info = train_lossnet(net, task, train, val, settings, ranker, gen, ctx.log)
+        threads = torch.get_num_threads()
+        if self.p["threads"] > 0 and train.outputs.device.type == "cpu":
+            torch.set_num_threads(int(self.p["threads"]))
+        try:
+            info = train_lossnet(net, task, train, val, settings, ranker, gen, ctx.log)
+        finally:
+            torch.set_num_threads(threads)
         return net.state_dict(), {**info, "collect_time_s": round(collect_time, 3)}
 
     def make_loss(self, task: Task) -> LossFn:
@@ -113,7 +122,7 @@ class ReLoss(Method):
             self._state = load_released(self.p["weights"], self.p["weights_sha256"])
         net = build_lossnet(task.output_kind, self.p["hidden"])
         try:
-            net.load_state_dict(self._state)
+            net.load_state_dict({"scale": net.scale, **self._state})  # released weights have no scale: 1
         except RuntimeError as exc:
             raise SuiteError(f"reloss weights do not fit the {task.output_kind} loss network: "
                              f"{str(exc).splitlines()[0]}") from None
@@ -128,4 +137,5 @@ class ReLoss(Method):
                 moved[key] = net.to(outputs.device)
             return loss_values(moved[key], task, outputs, targets, sigma)
 
+        loss_fn.lossnet = net  # type: ignore[attr-defined]  # frozen; exposed for inspection
         return loss_fn

@@ -30,8 +30,8 @@ class Budget:
 
 
 BUDGETS = {
-    "smoke": Budget(pool=640, stages=3, ce_steps=10, copies=2, epochs=2),
-    "quick": Budget(pool=6400, stages=6, ce_steps=300, copies=3, epochs=10),
+    "smoke": Budget(pool=512, stages=2, ce_steps=4, copies=2, epochs=2),
+    "quick": Budget(pool=4096, stages=5, ce_steps=150, copies=6, epochs=10),
     "paper": Budget(pool=25600, stages=8, ce_steps=3000, copies=4, epochs=10),
 }
 

@@ -21,6 +21,7 @@ class ClassificationLossNet(nn.Module):
         super().__init__()
         self.logits_fcs = nn.Sequential(nn.Linear(1, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU())
         self.loss = nn.Sequential(nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
+        self.register_buffer("scale", torch.ones(()))  # set after training (see train.match_gradient_scale)
 
     def per_sample(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """(..., n, C) logits, (..., n) class indices -> (..., n) per-sample losses."""
@@ -28,7 +29,7 @@ class ClassificationLossNet(nn.Module):
         return self.loss(self.logits_fcs(probs)).abs().squeeze(-1)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return self.per_sample(outputs, targets).mean(-1)
+        return self.scale * self.per_sample(outputs, targets).mean(-1)
 
 
 class HeatmapLossNet(nn.Module):
@@ -42,6 +43,7 @@ class HeatmapLossNet(nn.Module):
         super().__init__()
         self.attention = nn.Sequential(nn.Linear(3, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
                                        nn.Linear(hidden, 1), nn.Sigmoid())
+        self.register_buffer("scale", torch.ones(()))  # set after training (see train.match_gradient_scale)
 
     @staticmethod
     def stats(err: Tensor, target_maps: Tensor) -> Tensor:
@@ -59,7 +61,7 @@ class HeatmapLossNet(nn.Module):
         return attn * err.flatten(-2).mean(-1) * visible
 
     def forward(self, outputs: Tensor, target_maps: Tensor, visible: Tensor) -> Tensor:
-        return self.per_joint(outputs, target_maps, visible).flatten(-2).mean(-1)
+        return self.scale * self.per_joint(outputs, target_maps, visible).flatten(-2).mean(-1)
 
 
 def build_lossnet(output_kind: str, hidden: int) -> nn.Module:

@@ -30,6 +30,7 @@ class TrainSettings:
     gp_norm: str = "batch"  # "batch": norm of the whole batch's output gradient; "sample": per row (release)
     gp_batches: int = 8  # batches of each group the penalty is computed on (0 = all; the double backward is costly)
     sigma: float = 1.0  # Gaussian width of heatmap targets
+    match_scale: bool = True  # rescale the trained loss so its mean gradient norm equals the baseline's
 
 
 def quality(task: Task, metric: Tensor) -> Tensor:
@@ -60,6 +61,28 @@ def exact_spearman(loss: Tensor, metric: Tensor) -> float:
     if len(a) < 3 or a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
+
+
+def mean_gradient_norm(fn: Callable[[Tensor, Tensor], Tensor], batches: Batches, chunk: int = 64) -> float:
+    """Mean over batches of ||d loss_b / d outputs_b||_2 (whole-batch gradient)."""
+    norms = []
+    for i in range(0, len(batches), chunk):
+        out = batches.outputs[i:i + chunk].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(out, batches.targets[i:i + chunk]).sum(), out)
+        norms.append(grad.flatten(1).norm(dim=-1))
+    return float(torch.cat(norms).mean())
+
+
+def match_gradient_scale(net: nn.Module, task: Task, batches: Batches, sigma: float) -> float:
+    """Multiply the loss by a constant so its mean gradient norm equals the baseline loss's on ``batches``.
+
+    Ranks (and so Spearman) are unchanged; the run's optimiser settings, tuned for the baseline, then fit.
+    """
+    learned = mean_gradient_norm(lambda o, t: loss_values(net, task, o, t, sigma), batches)
+    base = mean_gradient_norm(lambda o, t: baseline_values(task, o, t, sigma), batches)
+    scale = base / learned if learned > 0 and math.isfinite(learned) else 1.0
+    net.scale.mul_(scale)
+    return scale
 
 
 def validation_spearman(net: nn.Module, task: Task, val: Batches, sigma: float) -> float:
@@ -103,10 +126,11 @@ def train_lossnet(net: nn.Module, task: Task, train: Batches, val: Batches, sett
             best, best_state, best_epoch = rho_val, copy.deepcopy(net.state_dict()), epoch
     net.load_state_dict(best_state)
     net.eval()
+    scale = match_gradient_scale(net, task, val, settings.sigma) if settings.match_scale else 1.0
     base = exact_spearman(baseline_values(task, val.outputs, val.targets, settings.sigma), quality(task, val.metric))
     log(f"reloss: loss trained in {time.perf_counter() - t0:.1f}s, val Spearman {best:.4f} "
         f"(epoch {best_epoch}) vs {'mse' if task.output_kind == 'heatmaps' else 'ce'} {base:.4f}")
     return {"val_spearman": best, "baseline_spearman": base,
             "baseline": "mse" if task.output_kind == "heatmaps" else "ce", "best_epoch": best_epoch,
-            "history": history, "n_train_batches": len(train), "n_val_batches": len(val),
+            "grad_scale": scale, "history": history, "n_train_batches": len(train), "n_val_batches": len(val),
             "loss_train_time_s": round(time.perf_counter() - t0, 3)}
