@@ -20,7 +20,7 @@ from surrogate_bench.reloss.lossnets import build_lossnet, loss_values
 from surrogate_bench.reloss.spearman import SoftRanker
 from surrogate_bench.reloss.train import TrainSettings, train_lossnet
 
-ALGORITHM_VERSION = 2  # bump when collection or training changes what an artifact holds
+ALGORITHM_VERSION = 3  # bump when collection or training changes what an artifact holds
 
 
 class ReLoss(Method):
@@ -42,6 +42,7 @@ class ReLoss(Method):
         "distribution": "logistic_phi",
         "art_lambda": 0.25,
         "hidden": 128,
+        "cls_input": "logprob",  # logits tasks: logprob (monotone MLP of -log p) | prob (the authors' net; weights=)
         "match_scale": True,  # rescale the learned loss to the baseline's mean gradient norm (ranks unchanged)
         "sigma": 1.0,  # Gaussian targets of heatmap tasks
         "threads": 1,  # torch CPU threads while training the loss (its ops are tiny: 1 thread measured 5x faster)
@@ -59,8 +60,14 @@ class ReLoss(Method):
             raise SuiteError(f"reloss sorting_network must be bitonic or odd_even, not {self.p['sorting_network']!r}")
         if self.p["gp_norm"] not in {"batch", "sample"}:
             raise SuiteError(f"reloss gp_norm must be batch or sample, not {self.p['gp_norm']!r}")
+        if self.p["cls_input"] not in {"logprob", "prob"}:
+            raise SuiteError(f"reloss cls_input must be logprob or prob, not {self.p['cls_input']!r}")
         if self.p["batch_size"] < 2 or self.p["group"] < 2:
             raise SuiteError("reloss batch_size and group must be at least 2")
+
+    def cls_input(self) -> str:
+        """The classification net variant: released weights only fit the authors' probability network."""
+        return "prob" if self.p["weights"] else self.p["cls_input"]
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind not in {"logits", "heatmaps"}:
@@ -97,7 +104,7 @@ class ReLoss(Method):
         collect_time = time.perf_counter() - t0
         ctx.log(f"reloss: {len(train)} training / {len(val)} held-out batches collected in {collect_time:.1f}s")
         torch.manual_seed(seed)
-        net = build_lossnet(task.output_kind, self.p["hidden"])
+        net = build_lossnet(task.output_kind, self.p["hidden"], self.cls_input())
         settings = TrainSettings(epochs=budget.epochs, group=self.p["group"], lr=self.p["lr"],
                                  weight_decay=self.p["weight_decay"], gp_weight=self.p["gp_weight"],
                                  gp_norm=self.p["gp_norm"], gp_batches=self.p["gp_batches"],
@@ -120,7 +127,7 @@ class ReLoss(Method):
             if not self.p["weights"]:
                 raise SuiteError("reloss: make_loss() needs prepare() first (or the weights parameter)")
             self._state = load_released(self.p["weights"], self.p["weights_sha256"])
-        net = build_lossnet(task.output_kind, self.p["hidden"])
+        net = build_lossnet(task.output_kind, self.p["hidden"], self.cls_input())
         try:
             net.load_state_dict({"scale": net.scale, **self._state})  # released weights have no scale: 1
         except RuntimeError as exc:

@@ -210,3 +210,21 @@ def test_learned_loss_ranks_batches_better_than_ce(task_name: str, dataset: str,
                          artifacts_dir=tmp_path, log=logs.append)
     info = get_method("reloss").prepare(task, ctx)
     assert math.isfinite(info["val_spearman"]) and info["val_spearman"] < info["baseline_spearman"], info
+
+
+def test_logprob_lossnet_is_monotone_and_does_not_saturate() -> None:
+    """Random weights: loss rises as the target probability falls, and the logit gradient stays non-zero
+    for confidently wrong samples (the failure mode of losses of p alone on unbalanced mnist-ap)."""
+    from surrogate_bench.reloss.lossnets import MonotoneLogProbLossNet
+
+    torch.manual_seed(0)
+    net = MonotoneLogProbLossNet(32)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    margin = torch.linspace(-12, 12, 200)
+    logits = torch.stack([torch.zeros_like(margin), margin], -1).requires_grad_(True)
+    per = net.per_sample(logits, torch.ones(200, dtype=torch.long))
+    assert (per[1:] <= per[:-1] + 1e-6).all()  # target logit up -> loss down
+    per.sum().backward()
+    assert logits.grad[0, 1] < -1e-3  # p ~ 6e-6 still gets a real push

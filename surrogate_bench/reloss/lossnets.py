@@ -32,6 +32,49 @@ class ClassificationLossNet(nn.Module):
         return self.scale * self.per_sample(outputs, targets).mean(-1)
 
 
+class PositiveLinear(nn.Linear):
+    """A linear layer with weights kept positive (softplus / fan-in, so outputs stay O(1) at init):
+    with monotone activations the MLP is monotone."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, nn.functional.softplus(self.weight) / self.in_features, self.bias)
+
+
+class MixedMonotoneActivation(nn.Module):
+    """ELU on half the units, tanh on the other half: both increasing, so positive-weight MLPs stay monotone,
+    and together they can bend either way (ELU alone only composes convex functions)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        half = x.shape[-1] // 2
+        return torch.cat([nn.functional.elu(x[..., :half]), torch.tanh(x[..., half:])], dim=-1)
+
+
+class MonotoneLogProbLossNet(nn.Module):
+    """A monotone MLP of the target class's negative log-probability, averaged over the batch.
+
+    Why not the probability itself: a loss f(p) has gradient f'(p) p (1 - p) with respect to the logit,
+    which vanishes for confidently wrong samples (p -> 0). Learned f turn out nearly linear in p (MAE-like),
+    and on unbalanced mnist-ap such a loss collapses to predicting the majority class. On z = -log p the
+    gradient is f'(z) (1 - p), like cross-entropy's; positive weights and ELU keep f increasing in z, so it
+    cannot reverse the ranking outside the range of the collected data.
+    """
+
+    def __init__(self, hidden: int = 128, z_max: float = 30.0) -> None:
+        super().__init__()
+        self.z_max = z_max
+        self.net = nn.Sequential(PositiveLinear(1, hidden), MixedMonotoneActivation(), PositiveLinear(hidden, hidden),
+                                 MixedMonotoneActivation(), PositiveLinear(hidden, 1))
+        self.register_buffer("scale", torch.ones(()))  # set after training (see train.match_gradient_scale)
+
+    def per_sample(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """(..., n, C) logits, (..., n) class indices -> (..., n) per-sample losses."""
+        z = -torch.log_softmax(outputs, dim=-1).gather(-1, targets.long().unsqueeze(-1))
+        return self.net(z.clamp_max(self.z_max)).squeeze(-1)
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.scale * self.per_sample(outputs, targets).mean(-1)
+
+
 class HeatmapLossNet(nn.Module):
     """Per-joint MSE weighted by an attention computed from pooled statistics of each squared-error map.
 
@@ -64,10 +107,10 @@ class HeatmapLossNet(nn.Module):
         return self.scale * self.per_joint(outputs, target_maps, visible).flatten(-2).mean(-1)
 
 
-def build_lossnet(output_kind: str, hidden: int) -> nn.Module:
-    """The loss network for a task's output kind."""
+def build_lossnet(output_kind: str, hidden: int, cls_input: str = "logprob") -> nn.Module:
+    """The loss network for a task's output kind (logits: ``cls_input`` logprob = monotone, prob = release)."""
     if output_kind == "logits":
-        return ClassificationLossNet(hidden)
+        return MonotoneLogProbLossNet(hidden) if cls_input == "logprob" else ClassificationLossNet(hidden)
     if output_kind == "heatmaps":
         return HeatmapLossNet(max(4, hidden // 8))
     raise ValueError(f"reloss has no loss network for output kind {output_kind!r}")
