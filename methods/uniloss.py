@@ -16,9 +16,11 @@ class UniLoss(Method):
 
     name = "uniloss"
     params = {"temperature": 1.0, "n_good": 16, "good_flips": 1, "n_nearby": 16, "nearby_flips": 1,
-              "n_bad": 16, "top_k": 0}
+              "n_bad": 16, "top_k": 0, "gain": 1.0}
 
     def validate(self) -> None:
+        if not self.p["gain"] > 0:
+            raise SuiteError(f"uniloss: gain must be > 0, got {self.p['gain']}")
         if not self.p["temperature"] > 0:
             raise SuiteError(f"uniloss: temperature must be > 0, got {self.p['temperature']}")
         for key in ("n_good", "good_flips", "n_nearby", "nearby_flips", "n_bad", "top_k"):
@@ -44,8 +46,10 @@ class UniLoss(Method):
 
     def make_loss(self, task: Task) -> LossFn:
         ref, spec, temperature = self.refactoring(task), self.anchor_spec(), float(self.p["temperature"])
+        gain = float(self.p["gain"])
 
         def loss(outputs: Tensor, targets: Tensor) -> Tensor:
-            return -uniloss_value(ref, outputs, targets, spec, temperature)
+            # gain scales the gradient only: the loss value stays minus the metric estimate
+            return -uniloss_value(ref, outputs, targets, spec, temperature, gain)
 
         return loss

@@ -203,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .environment import environment, resolve_device
     from .grid import select
     from .paths import data_root
-    from .registry import get_method, get_task
+    from .registry import get_task, method_for
 
     import torch
 
@@ -211,10 +211,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     root = data_root(args.data_root)
-    methods = [get_method(m) for m in select("method", args.method, False)]
+    method_names = select("method", args.method, False)
     rows = []
     for name in select("task", args.task, False):
-        rows += bench_task(get_task(name), methods, device, root, args.profile, max(1, args.steps))
+        task = get_task(name)
+        methods = [method_for(task, m) for m in method_names]
+        rows += bench_task(task, methods, device, root, args.profile, max(1, args.steps))
     print(table(rows))
     if args.json:
         write_json(rows, args.json, {"environment": environment(device), "steps": args.steps,

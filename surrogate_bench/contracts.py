@@ -147,6 +147,9 @@ class Task(Configurable):
     profiles: ClassVar[Mapping[str, Profile]] = {}
     data_hint: ClassVar[str] = ""  # what to download and where to put it
     channels_last: ClassVar[bool] = False  # convnets: use channels_last memory format on CUDA
+    # Tuned defaults a method gets on this task (method name -> params), e.g. UniLoss's gradient gain.
+    # Explicit --method-param values win; records and run keys hold the effective values.
+    method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:

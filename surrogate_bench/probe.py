@@ -23,7 +23,7 @@ from .contracts import PrepareContext
 from .environment import environment
 from .errors import DataUnavailable
 from .probe_pool import load_or_build_pool
-from .registry import get_method, get_task
+from .registry import get_task, method_for
 from .runner import RunOptions, load_task_data
 from .store import read_record, write_record
 
@@ -88,7 +88,7 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
               task_params: dict | None = None, method_params: dict | None = None) -> dict[str, Any]:
     """Probe one (task, method) on the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
-    method = get_method(method_name, **(method_params or {}))
+    method = method_for(task, method_name, **(method_params or {}))
     key = probe_key(task, method, profile)
     path = probe_path(opts.results_dir, task_name, method_name, profile, key)
     existing = read_record(path)

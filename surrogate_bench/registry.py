@@ -161,3 +161,9 @@ def get_task(name: str, **params: Any) -> Task:
 
 def get_method(name: str, **params: Any) -> Method:
     return registry().create("method", name, **params)
+
+
+def method_for(task: Task, name: str, **params: Any) -> Method:
+    """The method as run on ``task``: the task's tuned defaults for it (``Task.method_defaults``), then
+    ``params`` on top. Explicit parameters always win; the run key sees the effective values."""
+    return get_method(name, **{**task.method_defaults.get(name, {}), **params})

@@ -26,7 +26,7 @@ from . import __version__
 from .contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
 from .errors import DataUnavailable, NonFiniteLoss, SuiteError
-from .registry import get_method, get_task
+from .registry import get_task, method_for
 from .store import read_record, write_record
 
 
@@ -42,7 +42,8 @@ class RunSpec:
     method_params: tuple[tuple[str, Any], ...] = ()
 
     def build(self) -> tuple[Task, Method]:
-        return get_task(self.task, **dict(self.task_params)), get_method(self.method, **dict(self.method_params))
+        task = get_task(self.task, **dict(self.task_params))
+        return task, method_for(task, self.method, **dict(self.method_params))
 
     def identity(self) -> dict[str, Any]:
         task, method = self.build()

@@ -15,3 +15,5 @@ class Cifar100Accuracy(CifarAccuracyTask):
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
     data_hint = hint(CIFAR100, "<data-root>")
+    # as the paper's CIFAR-100 run: UniLoss trains on the target plus its top-20 rival classes per step
+    method_defaults = {"uniloss": {**CifarAccuracyTask.method_defaults["uniloss"], "top_k": 20}}

@@ -202,3 +202,45 @@ def test_method_skips_tasks_without_refactoring_and_checks_params() -> None:
         get_method("uniloss", temperature=0.0)
     with pytest.raises(SuiteError):
         get_method("uniloss", top_k=5).refactoring(get_task("mnist-ap"))
+
+
+@pytest.mark.parametrize("ref,make", [
+    (AP, lambda g: (torch.randn(16, 2, generator=g), (torch.rand(16, generator=g) < 0.3).long())),
+    (AccuracyRefactoring(), lambda g: (torch.randn(32, 10, generator=g), torch.randint(0, 10, (32,), generator=g))),
+    (AccuracyRefactoring(top_k=3), lambda g: (torch.randn(8, 10, generator=g), torch.randint(0, 10, (8,), generator=g))),
+])
+@pytest.mark.parametrize("gain", [1.0, 7.0])
+def test_fused_dense_path_equals_autograd_reference(ref, make, gain: float) -> None:
+    """The closed-form DenseIDW gives the value and (gain x) gradient of relax -> dense dots -> IDW under autograd."""
+    spec = AnchorSpec(n_good=5, good_flips=2, n_nearby=6, nearby_flips=1, n_bad=7)
+    for trial in range(5):
+        outputs, targets = make(torch.Generator().manual_seed(trial))
+        fused_in = outputs.clone().requires_grad_(True)
+        torch.manual_seed(trial)
+        fused = uniloss_value(ref, fused_in, targets, spec, temperature=0.8, gain=gain)
+        fused.backward()
+        ref_in = outputs.clone().requires_grad_(True)
+        cmp = ref.comparisons(ref_in, targets)
+        u = relax(cmp, 0.8)
+        torch.manual_seed(trial)
+        dots, values = dense_anchor_dots(ref, cmp, u, spec)
+        expected = idw_from_dots(dots, values, (u * u).sum(), cmp.valid.sum().float())
+        expected.backward()
+        assert float(fused.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
+        assert torch.allclose(fused_in.grad, gain * ref_in.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_anchor_flips_with_repeated_picks_are_deterministic() -> None:
+    """With several flips per anchor, a repeated (not-ok) pick never undoes the row's first pick."""
+    truth = torch.ones(6, dtype=torch.bool)
+    current = torch.tensor([True, False, True, False, True, True])
+    valid = torch.ones(6, dtype=torch.bool)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        a = sample_dense_anchors(truth, current, valid, AnchorSpec(n_good=50, good_flips=4, n_nearby=50,
+                                                                   nearby_flips=3, n_bad=0))
+        good, near = a[1:51], a[51:]
+        flipped = (~good).sum(1)
+        assert bool((flipped >= 1).all()) and bool((flipped <= 4).all())
+        assert bool((near >= current).all())  # nearby anchors only turn wrong bits right
+        assert bool(((near & ~current).sum(1) >= 1).all())

@@ -12,10 +12,12 @@ from .refactoring import Comparisons, Refactoring
 
 @dataclass
 class AccuracyRefactoring(Refactoring):
-    """Comparisons ``c[i, k] = s[i, y_i] - s[i, j_k]`` over the other classes j_k: shape (n, p-1).
+    """Comparisons ``c[k, i] = s[i, y_i] - s[i, j_k(i)]`` over the other classes j_k: shape (p-1, n).
 
-    ``top_k`` keeps only each sample's k highest-scoring other classes (the release uses 20 for
-    CIFAR-100); g stays exact for real scores because the kept classes include the strongest rival.
+    Class-major, so that g's "all binaries of a sample" is a reduction over an outer dimension (a
+    vectorised pass, unlike a reduction over a short innermost one). ``top_k`` keeps only each sample's
+    k highest-scoring other classes (the release uses 20 for CIFAR-100); g stays exact for real scores
+    because the kept classes include the strongest rival.
     """
 
     top_k: int | None = None
@@ -23,15 +25,17 @@ class AccuracyRefactoring(Refactoring):
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
         n, p = outputs.shape
         y = targets.reshape(-1).long()
-        target_score = outputs.gather(1, y[:, None])
+        by_class = outputs.t()  # (p, n) view
+        target_score = by_class.gather(0, y[None, :])
         k = p - 1 if self.top_k is None or self.top_k <= 0 else min(self.top_k, p - 1)
         if k < p - 1:
-            rivals = outputs.detach().scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices
+            rivals = by_class.detach().scatter(0, y[None, :], float("-inf")).topk(k, dim=0).indices
         else:
-            j = torch.arange(p - 1, device=outputs.device).expand(n, -1)
-            rivals = j + (j >= y[:, None])  # every class but the target, no data-dependent shape
-        c = target_score - outputs.gather(1, rivals)
+            j = torch.arange(p - 1, device=outputs.device)[:, None]
+            rivals = j + (j >= y[None, :])  # every class but the target, no data-dependent shape
+        c = target_score - by_class.gather(0, rivals)
         return Comparisons(c, torch.ones_like(c, dtype=torch.bool))
 
     def g(self, binaries: Tensor, cmp: Comparisons) -> Tensor:
-        return (binaries | ~cmp.valid).all(-1).float().mean(-1)
+        ok = (binaries | ~cmp.valid).view(torch.uint8).amin(-2)  # (T, n): 1 iff every binary holds
+        return ok.sum(-1, dtype=torch.float32) / ok.shape[-1]

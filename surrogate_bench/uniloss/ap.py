@@ -36,7 +36,7 @@ class AveragePrecisionRefactoring(Refactoring):
     def g(self, binaries: Tensor, cmp: Comparisons) -> Tensor:
         pos = cmp.context["pos"]
         n = pos.numel()
-        beaten_by = (cmp.valid & ~binaries).sum(-1)  # (T, n): negatives above each positive
+        beaten_by = (cmp.valid & ~binaries).view(torch.uint8).sum(-1)  # (T, n): negatives above each positive
         big = torch.full_like(beaten_by, n + 1)
         k = torch.where(pos, beaten_by, big).sort(-1).values.to(torch.float64)
         r = torch.arange(1, n + 1, device=pos.device, dtype=torch.float64)

@@ -36,6 +36,7 @@ class PCKhRefactoring(Refactoring):
 
     radius_factor: float = 0.5
     max_inside: int = 64
+    structured = True  # class attribute (no annotation): not a dataclass field
 
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
         n, j, h, w = outputs.shape

@@ -39,12 +39,17 @@ class Refactoring:
     ``g(truth(cmp))`` is the best value the batch allows.
     """
 
+    # False: anchors are a dense (T x l) bool matrix (fused fast path); True: ``anchors`` is overridden
+    # with a structured form for refactorings with too many binaries for that matrix (PCKh).
+    structured = False
+
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
         raise NotImplementedError
 
     def truth(self, cmp: Comparisons) -> Tensor:
-        """The ground-truth binary configuration: all valid binaries true (comparisons are oriented)."""
-        return cmp.valid.clone()
+        """The ground-truth binary configuration: all valid binaries true (comparisons are oriented).
+        Read-only: callers must not modify it in place."""
+        return cmp.valid
 
     def signs(self, cmp: Comparisons) -> Tensor:
         """The current binary configuration of real scores: ``c > 0`` on valid entries."""
