@@ -9,6 +9,7 @@ bracketed by ``torch.cuda.synchronize``.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,18 +22,22 @@ from .errors import DataUnavailable, SuiteError
 from .runner import autocast, load_task_data, make_optimizer, train_step
 
 
-def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
-    """Mean seconds per call over ``steps`` calls after ``warmup`` calls."""
+def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device, blocks: int = 5) -> float:
+    """Seconds per call: the median over ``blocks`` blocks of ``steps`` calls each, after ``warmup`` calls
+    (the median of blocks keeps a shared machine's bursts out of the figure)."""
     for _ in range(warmup):
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / steps
+    per_call = []
+    for _ in range(blocks):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        per_call.append((time.perf_counter() - t0) / steps)
+    return statistics.median(per_call)
 
 
 def batch_for(task: Task, data_root: Path, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -84,31 +89,38 @@ def bench_task(task: Task, methods: list[Method], device: torch.device, data_roo
             out = fixed.detach().requires_grad_(True)
             loss_fn(out, y).backward()
 
-        step_s = _timed(step, steps, min(warmup, steps), device)
-        loss_s = _timed(loss_only, steps * 4, warmup, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step_s = _timed(step, max(1, steps // 3), min(warmup, steps), device, blocks=3)
+        loss_s = _timed(loss_only, steps, warmup, device, blocks=5)
         rows.append({**row, "step_ms": 1e3 * step_s, "samples_per_s": n / step_s, "loss_bwd_ms": 1e3 * loss_s})
+        if device.type == "cuda":  # whole step and loss alone: model, optimiser state, the loss's temporaries
+            rows[-1]["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     ce = next((r for r in rows if r["method"] == "ce" and "step_ms" in r), None)
     for r in rows:
         if ce and "step_ms" in r:
             r["loss_vs_ce"] = r["loss_bwd_ms"] / ce["loss_bwd_ms"]
             r["loss_vs_ce_step"] = r["loss_bwd_ms"] / ce["step_ms"]
+            r["step_vs_ce"] = r["step_ms"] / ce["step_ms"]
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of bench rows."""
     head = ["task", "method", "device", "batch", "data", "ms/step", "samples/s", "loss+bwd ms",
-            "loss / CE loss", "loss / CE step"]
+            "loss / CE loss", "loss / CE step", "step / CE step", "peak MiB"]
     body = []
     for r in rows:
         if "skipped" in r:
             body.append([r["task"], r["method"], r["device"], r["batch"], r["data"], f"skipped: {r['skipped']}",
-                         "", "", "", ""])
+                         "", "", "", "", "", ""])
             continue
         body.append([r["task"], r["method"], r["device"], r["batch"], r["data"], f"{r['step_ms']:.2f}",
                      f"{r['samples_per_s']:.0f}", f"{r['loss_bwd_ms']:.3f}",
                      f"{r['loss_vs_ce']:.2f}" if "loss_vs_ce" in r else "",
-                     f"{r['loss_vs_ce_step']:.3f}" if "loss_vs_ce_step" in r else ""])
+                     f"{r['loss_vs_ce_step']:.3f}" if "loss_vs_ce_step" in r else "",
+                     f"{r['step_vs_ce']:.2f}" if "step_vs_ce" in r else "",
+                     f"{r['peak_mib']:.0f}" if "peak_mib" in r else ""])
     return tabulate(body, head, tablefmt="github")
 
 

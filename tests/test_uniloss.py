@@ -117,8 +117,9 @@ def test_idw_is_exact_at_an_anchor() -> None:
     anchors = sample_dense_anchors(ref.truth(cmp), ref.signs(cmp), cmp.valid, AnchorSpec(n_good=4, good_flips=3))
     values = ref.g(anchors.view(-1, *cmp.shape), cmp).double()
     n_valid = cmp.valid.sum().double()
+    mask = cmp.valid.flatten().double()  # u is 0 on invalid entries (the target's own comparison)
     for t in (0, 3, 7, len(anchors) - 1):
-        u = torch.where(anchors[t], 1.0, -1.0).double()
+        u = torch.where(anchors[t], 1.0, -1.0).double() * mask
         dots = torch.where(anchors, 1.0, -1.0).double() @ u
         assert float(idw_from_dots(dots, values, (u * u).sum(), n_valid)) == pytest.approx(float(values[t]), abs=1e-5)
 

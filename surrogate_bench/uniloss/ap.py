@@ -29,18 +29,30 @@ class AveragePrecisionRefactoring(Refactoring):
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
         s = self.decode(outputs).reshape(-1)
         pos = targets.reshape(-1).bool()
+        neg = ~pos
         c = s[:, None] - s[None, :]
-        valid = pos[:, None] & ~pos[None, :]
-        return Comparisons(c, valid, {"pos": pos})
+        valid = pos[:, None] & neg[None, :]
+        n_pos = pos.sum(dtype=torch.float32)
+        # AP of no positive is defined here as 1 (constant loss, zero gradient): g adds `empty`
+        return Comparisons(c, valid, {"pos": pos, "neg": neg, "inv_n_pos": n_pos.clamp_min(1.0).reciprocal(),
+                                      "empty": (n_pos == 0).float()})
 
     def g(self, binaries: Tensor, cmp: Comparisons) -> Tensor:
-        pos = cmp.context["pos"]
-        n = pos.numel()
-        beaten_by = (cmp.valid & ~binaries).view(torch.uint8).sum(-1)  # (T, n): negatives above each positive
-        big = torch.full_like(beaten_by, n + 1)
-        k = torch.where(pos, beaten_by, big).sort(-1).values.to(torch.float64)
-        r = torch.arange(1, n + 1, device=pos.device, dtype=torch.float64)
-        n_pos = pos.sum()
-        terms = torch.where(r <= n_pos, r / (r + k), 0.0)
-        ap = terms.sum(-1) / n_pos.clamp_min(1)
-        return torch.where(n_pos > 0, ap, 1.0).float()
+        ctx = cmp.context
+        n = ctx["pos"].numel()
+        # k_i: negatives above positive i; negatives get +inf so that they sort last and add r/(r+inf) = 0
+        k = (cmp.valid & ~binaries).view(torch.uint8).sum(-1, dtype=torch.float32)
+        k = k.masked_fill(ctx["neg"], float("inf")).sort(-1).values
+        r = _ranks(n, binaries.device)
+        return (r / (r + k)).sum(-1) * ctx["inv_n_pos"] + ctx["empty"]
+
+
+_RANKS: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _ranks(n: int, device: torch.device) -> Tensor:
+    """1..n as float32 on ``device``, made once per (n, device)."""
+    key = (n, device)
+    if key not in _RANKS:
+        _RANKS[key] = torch.arange(1, n + 1, device=device, dtype=torch.float32)
+    return _RANKS[key]

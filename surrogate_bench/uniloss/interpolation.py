@@ -43,8 +43,8 @@ def random_positions(candidates: Tensor, n: int, k: int) -> tuple[Tensor, Tensor
     """(n, k) random positions among the True entries of ``candidates`` (l,), and whether each is a real,
     first-time pick. Inverse-CDF sampling (O(l + n k log l), fixed shape, no host sync); repeats within
     a row and picks from an empty candidate set are marked False."""
-    cdf = candidates.cumsum(0)
-    draw = torch.rand(n, k, device=candidates.device).mul_(cdf[-1]).floor_().to(cdf.dtype)
+    cdf = candidates.cumsum(0, dtype=torch.float32)  # integral counts: exact below 2^24 candidates
+    draw = torch.rand(n, k, device=candidates.device).mul_(cdf[-1])  # #(cdf <= draw) = #(cdf <= floor(draw))
     idx = torch.searchsorted(cdf, draw, right=True).clamp_max_(candidates.numel() - 1)
     ok = candidates[idx]
     if k > 1:  # a single pick per row cannot repeat
@@ -52,24 +52,24 @@ def random_positions(candidates: Tensor, n: int, k: int) -> tuple[Tensor, Tensor
     return idx, ok
 
 
-_SHIFTS: dict[torch.device, Tensor] = {}  # 0..15 per device, made once (no per-step host-to-device copy)
+_SHIFTS: dict[torch.device, Tensor] = {}  # 0..63 per device, made once (no per-step host-to-device copy)
 
 
 def random_bits(n: int, l: int, device: torch.device) -> Tensor:
-    """(n, l) uniformly random bools, 16 per random draw (a draw per bit is most of the anchors' cost)."""
-    words = torch.randint(0, 1 << 16, (n, (l + 15) // 16, 1), device=device, dtype=torch.int32)
+    """(n, l) uniformly random bools, 64 per random draw (a draw per bit is most of the anchors' cost)."""
+    words = torch.randint(-(1 << 63), (1 << 63) - 1, (n, (l + 63) // 64, 1), device=device)
     shifts = _SHIFTS.get(device)
     if shifts is None:
-        shifts = _SHIFTS[device] = torch.arange(16, device=device, dtype=torch.int32)
+        shifts = _SHIFTS[device] = torch.arange(64, device=device)
     return ((words >> shifts) & 1).to(torch.uint8).view(torch.bool).view(n, -1)[:, :l]
 
 
-def _picked(rows: Tensor, idx: Tensor, ok: Tensor) -> Tensor:
-    """Bool mask of ``rows``' shape, True at the real picks ``idx[ok]`` (a plain scatter of ``ok`` would let
-    a row's repeated, not-ok pick overwrite its first one in an unspecified order)."""
+def _picked(n: int, l: int, idx: Tensor, ok: Tensor) -> Tensor:
+    """(n, l) bool mask, True at the real picks ``idx[ok]`` (a plain scatter of ``ok`` would let a row's
+    repeated, not-ok pick overwrite its first one in an unspecified order)."""
     if idx.shape[1] == 1:
-        return torch.zeros_like(rows).scatter_(1, idx, ok)
-    return torch.zeros(rows.shape, dtype=torch.int32, device=rows.device).scatter_add_(1, idx, ok.int()) > 0
+        return torch.zeros(n, l, dtype=torch.bool, device=idx.device).scatter_(1, idx, ok)
+    return torch.zeros(n, l, dtype=torch.int32, device=idx.device).scatter_add_(1, idx, ok.int()) > 0
 
 
 def sample_dense_anchors(truth: Tensor, current: Tensor, valid: Tensor, spec: AnchorSpec) -> Tensor:
@@ -88,12 +88,10 @@ def sample_dense_anchors(truth: Tensor, current: Tensor, valid: Tensor, spec: An
     anchors = torch.cat(rows)
     if n_good:
         idx, ok = random_positions(valid, n_good, spec.good_flips)
-        good = anchors[1:1 + n_good]
-        good ^= _picked(good, idx, ok)
-    if n_near:
-        idx, ok = random_positions(valid & (current != truth), n_near, spec.nearby_flips)
-        near = anchors[1 + spec.n_good:1 + spec.n_good + n_near]
-        near.copy_(torch.where(_picked(near, idx, ok), truth, near))
+        anchors[1:1 + n_good].bitwise_xor_(_picked(n_good, l, idx, ok))
+    if n_near:  # truth is on at every valid bit (oriented comparisons): setting a wrong bit right turns it on
+        idx, ok = random_positions(valid & ~current, n_near, spec.nearby_flips)
+        anchors[1 + spec.n_good:1 + spec.n_good + n_near].bitwise_or_(_picked(n_near, l, idx, ok))
     return anchors
 
 
@@ -147,16 +145,16 @@ class DenseIDW(torch.autograd.Function):
         w_sum = w.sum()
         vals = values.to(dtype)
         g = w.dot(vals) / w_sum
-        ctx.save_for_backward(t, mask, up, bits, vals, g, w, w_sum, d2, d2c)
+        ctx.save_for_backward(u, mask, up, bits, vals, g, w, w_sum, d2, d2c)
         ctx.scale, ctx.gain, ctx.c_shape, ctx.c_dtype = scale, gain, c.shape, c.dtype
         return g
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        t, mask, up, bits, vals, g, w, w_sum, d2, d2c = ctx.saved_tensors
+        u, mask, up, bits, vals, g, w, w_sum, d2, d2c = ctx.saved_tensors
         beta = (vals - g) * w / (d2c * w_sum) * (d2 > EPS * EPS)
         grad_u = torch.addmv(up * -beta.sum(), bits.t(), beta, alpha=2.0)
-        grad_c = grad_u * ((1.0 - t * t) * mask) * (grad_out * (ctx.scale * ctx.gain))
+        grad_c = grad_u * (mask - u * u) * (grad_out * (ctx.scale * ctx.gain))  # du/dc = (1 - t^2) scale
         return grad_c.view(ctx.c_shape).to(ctx.c_dtype), None, None, None, None, None
 
 
