@@ -13,15 +13,26 @@ from .store import atomic_write_bytes, records_frame
 PROFILE_ORDER = ["smoke", "quick", "paper"]
 
 
-def method_label(method: str, params: dict | None) -> str:
-    """The method's name, plus its non-default parameters so two settings never share a column."""
+def _defaults(task: str, method: str) -> dict:
+    """The parameters ``method`` runs with on ``task`` by default: its own, then the task's tuned ones."""
     from .errors import SuiteError
     from .registry import registry
 
     try:
-        defaults = registry().get_class("method", method).params
+        defaults = dict(registry().get_class("method", method).params)
     except SuiteError:
-        defaults = {}
+        return {}
+    try:
+        defaults.update(registry().get_class("task", task).method_defaults.get(method, {}))
+    except SuiteError:
+        pass
+    return defaults
+
+
+def method_label(method: str, params: dict | None, task: str = "") -> str:
+    """The method's name, plus its parameters that differ from its defaults on ``task`` (the task's tuned
+    settings included), so two settings never share a column."""
+    defaults = _defaults(task, method)
     diff = {k: v for k, v in sorted((params or {}).items()) if defaults.get(k, object()) != v}
     return method + ("[" + ",".join(f"{k}={v}" for k, v in diff.items()) + "]" if diff else "")
 
@@ -31,8 +42,26 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
         return df
     df = df.copy()
     params = df["method_params"] if "method_params" in df else [None] * len(df)
-    df["method"] = [method_label(m, p if isinstance(p, dict) else None) for m, p in zip(df["method"], params)]
+    df["method"] = [method_label(m, p if isinstance(p, dict) else None, t)
+                    for m, p, t in zip(df["method"], params, df["task"])]
     return df
+
+
+def tuned_settings(tasks: list[str]) -> str:
+    """One line per task that ships tuned defaults for a method (they differ from the method's own)."""
+    from .errors import SuiteError
+    from .registry import registry
+
+    lines = []
+    for task in sorted(set(tasks)):
+        try:
+            tuned = registry().get_class("task", task).method_defaults
+        except SuiteError:
+            continue
+        for method, params in sorted(tuned.items()):
+            lines.append(f"- `{task}` runs `{method}` with " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+                         + " by default (the task's tuned settings; see README)")
+    return "\n".join(lines)
 
 
 def _fmt(mean: float, std: float, n: int, digits: int) -> str:
@@ -150,6 +179,9 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
             parts += [conditions(runs, profile), "",
                       "Test metric, mean ± std over seeds (n = seeds); best per task in **bold**.", "",
                       metric_table(runs, profile), ""]
+            tuned = tuned_settings(list(runs.loc[runs["profile"] == profile, "task"]))
+            if tuned:
+                parts += [tuned, ""]
         notes = notes_table(runs, profile)
         if notes:
             parts += ["Runs without a metric:", "", notes, ""]

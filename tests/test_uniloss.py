@@ -212,7 +212,7 @@ def test_method_skips_tasks_without_refactoring_and_checks_params() -> None:
 ])
 @pytest.mark.parametrize("gain", [1.0, 7.0])
 def test_fused_dense_path_equals_autograd_reference(ref, make, gain: float) -> None:
-    """The closed-form DenseIDW gives the value and (gain x) gradient of relax -> dense dots -> IDW under autograd."""
+    """The closed-form dense_idw gives the value and (gain x) gradient of relax -> dense dots -> IDW under autograd."""
     spec = AnchorSpec(n_good=5, good_flips=2, n_nearby=6, nearby_flips=1, n_bad=7)
     for trial in range(5):
         outputs, targets = make(torch.Generator().manual_seed(trial))

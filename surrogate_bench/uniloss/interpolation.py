@@ -118,51 +118,47 @@ def interpolate(ref: "Refactoring", cmp: "Comparisons", u: Tensor, spec: AnchorS
     return idw_from_dots(dots, values, (u * u).sum(), n_valid)
 
 
-class DenseIDW(torch.autograd.Function):
-    """g~ over dense anchors from the comparisons c, relaxation included, with a closed-form backward.
+def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: float, gain: float = 1.0) -> Tensor:
+    """g~ over dense anchors from the comparisons c, relaxation included, with a closed-form gradient.
 
     Same value and gradient as ``idw_from_dots(dense_anchor_dots(relax(c)))`` under autograd, in a
-    dozen ops each way instead of a hundred (on CPU and GPU alike the cost is the op count). With
-    B the {0,1} anchors and u = tanh(c scale) on valid entries (0 elsewhere):
+    couple of dozen ops instead of a hundred (on CPU and GPU alike the cost is the op count). With B
+    the {0,1} anchors and u = tanh(c scale) on valid entries (0 elsewhere):
     ``d_t^2 = ||u + 1||^2 - 4 (B u)_t`` over valid entries, and with
     ``beta_t = (g_t - g~) w_t / (d_t^2 sum w)`` (0 where d was clamped),
-    ``dg~/du = 2 B^T beta - sum(beta) (u + 1)``. ``gain`` multiplies the gradient only.
+    ``dg~/du = 2 B^T beta - sum(beta) (u + 1)``. The gradient G = gain dg~/dc is computed without
+    autograd and attached as ``s + (g~ - s)`` with ``s = sum(c G)``: the value is g~ and autograd sees
+    dvalue/dc = G through two cheap built-in nodes (no Python backward). ``gain`` scales G only.
     """
-
-    @staticmethod
-    def forward(ctx, c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor,  # type: ignore[override]
-                scale: float, gain: float) -> Tensor:
+    need_grad = torch.is_grad_enabled() and c.requires_grad
+    with torch.no_grad():
         dtype = torch.promote_types(c.dtype, torch.float32)
         mask = valid.reshape(-1).view(torch.uint8).to(dtype)  # via uint8: bool -> float is a slow path
         bits = anchors.view(torch.uint8).to(dtype)
         t = torch.tanh(c.reshape(-1).to(dtype) * scale)
         u = t * mask
         up = u + mask  # u + 1 on valid entries, 0 elsewhere
-        d2 = torch.addmv(up.dot(up).expand(bits.shape[0]), bits, u, alpha=-4.0)
+        d2 = torch.addmv(up.dot(up).expand(bits.shape[0]), bits, u, alpha=-4.0)  # ||a_t - u||^2, (T,)
         d2c = d2.clamp_min(EPS * EPS)
         d = d2c.sqrt()
         w = d.min() / d  # rescaled weights: the ratio is unchanged, overflow impossible
         w_sum = w.sum()
         vals = values.to(dtype)
         g = w.dot(vals) / w_sum
-        ctx.save_for_backward(u, mask, up, bits, vals, g, w, w_sum, d2, d2c)
-        ctx.scale, ctx.gain, ctx.c_shape, ctx.c_dtype = scale, gain, c.shape, c.dtype
-        return g
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        u, mask, up, bits, vals, g, w, w_sum, d2, d2c = ctx.saved_tensors
+        if not need_grad:
+            return g
         beta = (vals - g) * w / (d2c * w_sum) * (d2 > EPS * EPS)
         grad_u = torch.addmv(up * -beta.sum(), bits.t(), beta, alpha=2.0)
-        grad_c = grad_u * (mask - u * u) * (grad_out * (ctx.scale * ctx.gain))  # du/dc = (1 - t^2) scale
-        return grad_c.view(ctx.c_shape).to(ctx.c_dtype), None, None, None, None, None
+        grad_c = (grad_u * (mask - u * u) * (scale * gain)).view(c.shape).to(c.dtype)  # du/dc = (1 - t^2) scale
+    s = (c * grad_c).sum()
+    return s + (g.to(s.dtype) - s.detach())
 
 
 def uniloss_value(ref: "Refactoring", outputs: Tensor, targets: Tensor, spec: AnchorSpec,
                   temperature: float = 1.0, gain: float = 1.0) -> Tensor:
     """The UniLoss estimate of the batch metric (0-d, differentiable); the loss is its negative.
 
-    ``gain`` scales the gradient, not the value. Dense refactorings take the fused :class:`DenseIDW`;
+    ``gain`` scales the gradient, not the value. Dense refactorings take the fused :func:`dense_idw`;
     structured ones (``ref.structured``, e.g. PCKh) their own closed-form anchor dots under autograd.
     """
     cmp = ref.comparisons(outputs, targets)
@@ -170,7 +166,7 @@ def uniloss_value(ref: "Refactoring", outputs: Tensor, targets: Tensor, spec: An
         with torch.no_grad():
             anchors = sample_dense_anchors(ref.truth(cmp), ref.signs(cmp), cmp.valid, spec)
             values = ref.g(anchors.view(-1, *cmp.shape), cmp)
-        return DenseIDW.apply(cmp.c, cmp.valid, anchors, values, 0.5 / temperature, gain)
+        return dense_idw(cmp.c, cmp.valid, anchors, values, 0.5 / temperature, gain)
     value = interpolate(ref, cmp, relax(cmp, temperature), spec)
     if gain != 1.0:
         value = value + (gain - 1.0) * (value - value.detach())

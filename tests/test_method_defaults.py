@@ -1,0 +1,34 @@
+"""Tasks' tuned method defaults: applied under explicit params, visible in keys, records and labels."""
+
+from __future__ import annotations
+
+from surrogate_bench.leaderboard import method_label, tuned_settings
+from surrogate_bench.registry import get_task, method_for
+from surrogate_bench.runner import RunSpec
+
+
+def test_task_defaults_apply_and_explicit_params_win() -> None:
+    cifar = get_task("cifar10-acc")
+    assert method_for(cifar, "uniloss").p["gain"] == 10.0
+    assert method_for(cifar, "uniloss").p["temperature"] == 2.0
+    assert method_for(cifar, "uniloss", gain=1.0).p["gain"] == 1.0
+    assert method_for(get_task("mnist-ap"), "uniloss").p["gain"] == 1.0  # no tuned settings there
+    assert method_for(get_task("cifar100-acc"), "uniloss").p["top_k"] == 20  # the paper's CIFAR-100 binaries
+    assert method_for(cifar, "ce").p == method_for(get_task("mnist-ap"), "ce").p
+
+
+def test_run_key_sees_effective_values() -> None:
+    tuned = RunSpec("cifar10-acc", "uniloss")
+    explicit = RunSpec("cifar10-acc", "uniloss", method_params=(("gain", 10.0), ("temperature", 2.0)))
+    paper = RunSpec("cifar10-acc", "uniloss", method_params=(("gain", 1.0), ("temperature", 1.0)))
+    assert tuned.key() == explicit.key() != paper.key()
+    assert tuned.build()[1].p["gain"] == 10.0
+
+
+def test_labels_are_relative_to_the_task_defaults() -> None:
+    tuned = method_for(get_task("cifar10-acc"), "uniloss").p
+    assert method_label("uniloss", tuned, "cifar10-acc") == "uniloss"
+    assert method_label("uniloss", {**tuned, "gain": 1.0}, "cifar10-acc") == "uniloss[gain=1.0]"
+    assert method_label("uniloss", tuned, "mnist-ap") == "uniloss[gain=10.0,temperature=2.0]"
+    line = tuned_settings(["cifar10-acc", "mnist-ap"])
+    assert "`cifar10-acc` runs `uniloss` with gain=10.0, temperature=2.0" in line and "mnist-ap" not in line
