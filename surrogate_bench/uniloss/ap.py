@@ -32,10 +32,7 @@ class AveragePrecisionRefactoring(Refactoring):
         neg = ~pos
         c = s[:, None] - s[None, :]
         valid = pos[:, None] & neg[None, :]
-        n_pos = pos.sum(dtype=torch.float32)
-        # AP of no positive is defined here as 1 (constant loss, zero gradient): g adds `empty`
-        return Comparisons(c, valid, {"pos": pos, "neg": neg, "inv_n_pos": n_pos.clamp_min(1.0).reciprocal(),
-                                      "empty": (n_pos == 0).float()})
+        return Comparisons(c, valid, {"pos": pos, "neg": neg, "n_pos": pos.sum(dtype=torch.float32)})
 
     def g(self, binaries: Tensor, cmp: Comparisons) -> Tensor:
         ctx = cmp.context
@@ -44,7 +41,8 @@ class AveragePrecisionRefactoring(Refactoring):
         k = (cmp.valid & ~binaries).view(torch.uint8).sum(-1, dtype=torch.float32)
         k = k.masked_fill(ctx["neg"], float("inf")).sort(-1).values
         r = _ranks(n, binaries.device)
-        return (r / (r + k)).sum(-1) * ctx["inv_n_pos"] + ctx["empty"]
+        # no positive: 0 / 0 -> NaN -> 1 (AP of a batch without positives is defined as 1: constant loss)
+        return ((r / (r + k)).sum(-1) / ctx["n_pos"]).nan_to_num_(nan=1.0)
 
 
 _RANKS: dict[tuple[int, torch.device], Tensor] = {}
