@@ -183,8 +183,10 @@ def summary_line(rec: dict) -> str:
     head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
     if rec["status"] == "ok":
         how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
+        best = rec.get("best_val_metric")
+        best = float("nan") if best is None else best  # 0.0 is a value, not a missing one
         return head + (f"{rec.get('metric_name', 'metric')} {rec['test_metric']:.4f} "
-                       f"(best val {rec.get('best_val_metric') or float('nan'):.4f}; {how})")
+                       f"(best val {best:.4f}; {how})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
