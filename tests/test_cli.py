@@ -1,3 +1,6 @@
+"""CLI output formatting."""
+
+from __future__ import annotations
 
 
 def test_summary_line_shows_a_zero_best_validation_metric() -> None:
