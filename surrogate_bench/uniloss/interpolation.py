@@ -76,8 +76,8 @@ def sample_dense_anchors(truth: Tensor, current: Tensor, valid: Tensor, spec: An
     """(T, l) bool anchors: the best (truth), good (truth with random valid bits flipped), nearby (current
     with random wrong bits flipped toward the truth), bad (uniformly random; g ignores invalid positions).
 
-    Built as one (T, l) matrix of base rows and one scatter of the flipped bits (few ops: the step's cost
-    on CPU and GPU alike is the number of ops, not their size)."""
+    Built as one (T, l) matrix of base rows plus one scatter of flipped bits per anchor kind (few ops: the
+    step's cost on CPU and GPU alike is the number of ops, not their size)."""
     truth, current, valid = truth.flatten(), current.flatten(), valid.flatten()
     l = truth.numel()
     n_good = spec.n_good if spec.good_flips and l else 0
