@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from scipy import stats
 
 from . import __version__
 from .contracts import PrepareContext
 from .environment import environment
-from .errors import DataUnavailable
 from .probe_pool import load_or_build_pool
 from .registry import get_task, method_for
 from .runner import RunOptions, load_task_data
-from .store import read_record, write_record
+from .store import recorded
 
 N_BOOTSTRAP = 1000
 
@@ -91,34 +87,22 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
     method = method_for(task, method_name, **(method_params or {}))
     key = probe_key(task, method, profile)
     path = probe_path(opts.results_dir, task_name, method_name, profile, key)
-    existing = read_record(path)
-    if existing and existing["status"] == "ok" and not opts.force:
-        return {**existing, "reused": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        rec: dict[str, Any] = {"kind": "probe", "key": key, "task": task_name, "method": method_name,
-                               "profile": profile, "task_params": task.p, "method_params": method.p,
-                               "metric_name": task.metric_name, "environment": environment(opts.device)}
-        t0 = time.perf_counter()
-        try:
-            reason = method.supports(task)
-            if reason:
-                rec.update(status="skipped", reason=reason, skip="unsupported")
-            else:
-                prof = task.profile(profile)
-                data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
-                pool = load_or_build_pool(task, data, profile, opts.device, opts.results_dir, opts.log)
-                ctx = PrepareContext(data=data, device=opts.device, profile=prof, profile_name=profile, seed=0,
-                                     artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
-                artifact = method.prepare(task, ctx)
-                losses = batch_losses(method.make_loss(task), pool.outputs, pool.targets, opts.device)
-                metric = pool.metric.numpy()
-                rec.update(status="ok", pool_sha256=pool.digest, artifact=artifact, **rank_stats(losses, metric),
-                           points=[[float(a), float(b)] for a, b in zip(losses, metric)])
-        except DataUnavailable as exc:
-            rec.update(status="skipped", reason=str(exc), skip="data")
-        except Exception as exc:
-            rec.update(status="failed", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
-        rec["wall_time_s"] = round(time.perf_counter() - t0, 3)
-        write_record(path, rec)
-        return rec
+
+    def base() -> dict[str, Any]:
+        return {"kind": "probe", "key": key, "task": task_name, "method": method_name, "profile": profile,
+                "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
+                "environment": environment(opts.device)}
+
+    def work() -> dict[str, Any]:
+        prof = task.profile(profile)
+        data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
+        pool = load_or_build_pool(task, data, profile, opts.device, opts.results_dir, opts.log)
+        ctx = PrepareContext(data=data, device=opts.device, profile=prof, profile_name=profile, seed=0,
+                             artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
+        artifact = method.prepare(task, ctx)
+        losses = batch_losses(method.make_loss(task), pool.outputs, pool.targets, opts.device)
+        metric = pool.metric.numpy()
+        return dict(pool_sha256=pool.digest, artifact=artifact, **rank_stats(losses, metric),
+                    points=[[float(a), float(b)] for a, b in zip(losses, metric)])
+
+    return recorded(path, opts.force, base, method.supports(task), work)

@@ -11,23 +11,21 @@ import hashlib
 import json
 import random
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from filelock import FileLock
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import __version__
 from .contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
-from .errors import DataUnavailable, NonFiniteLoss, SuiteError
+from .errors import NonFiniteLoss, SuiteError
 from .registry import get_task, method_for
-from .store import read_record, write_record
+from .store import recorded
 
 
 @dataclass(frozen=True)
@@ -214,38 +212,11 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
     task, method = spec.build()
     key = spec.key()
     path = spec.record_path(opts.results_dir)
-    existing = read_record(path)
-    if existing and existing["status"] == "ok" and not opts.force:
-        return {**existing, "reused": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        existing = read_record(path)  # another process may have finished it while we waited
-        if existing and existing["status"] == "ok" and not opts.force:
-            return {**existing, "reused": True}
-        record = base_record(spec, key, task, method, opts)
-        t0 = time.perf_counter()
-        try:
-            reason = method.supports(task)
-            if reason:
-                record.update(status="skipped", reason=reason, skip="unsupported")
-            else:
-                record.update(_train(spec, key, task, method, opts))
-                record["status"] = "ok"
-        except DataUnavailable as exc:
-            record.update(status="skipped", reason=str(exc), skip="data")
-        except (KeyboardInterrupt, _SimulatedCrash):
-            raise
-        except Exception as exc:
-            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}".strip(),
-                          traceback=traceback.format_exc(limit=8))
-        record["wall_time_s"] = round(time.perf_counter() - t0, 3)
-        try:
-            write_record(path, record)
-        except OSError as exc:  # results dir became unwritable / full: a whole-command error
-            raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
-        if record["status"] == "ok":
-            checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
-        return record
+    record = recorded(path, opts.force, lambda: base_record(spec, key, task, method, opts), method.supports(task),
+                      lambda: _train(spec, key, task, method, opts), passthrough=(_SimulatedCrash,))
+    if record["status"] == "ok" and not record.get("reused"):
+        checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
+    return record
 
 
 class _SimulatedCrash(RuntimeError):

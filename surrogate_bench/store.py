@@ -6,12 +6,15 @@ import json
 import math
 import os
 import tempfile
+import time
+import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
+from filelock import FileLock
 
-from .errors import SuiteError
+from .errors import DataUnavailable, SuiteError
 
 RECORD_KINDS = ("run", "probe")
 STATUSES = ("ok", "failed", "skipped")
@@ -65,6 +68,46 @@ def read_record(path: Path) -> dict[str, Any] | None:
     if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED) or rec["status"] not in STATUSES:
         return None
     return rec
+
+
+def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]], skip_reason: str | None,
+             work: Callable[[], dict[str, Any]], passthrough: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+    """One unit of work (a run, a probe) kept as the record at ``path``: an ok record is reused (``reused``
+    marks it) unless ``force``; otherwise, under a per-path file lock (rechecked once held), the record
+    ``base()`` gets ``skip_reason`` as an unsupported skip, or ``work()``'s results with status ok,
+    a data skip (DataUnavailable) or a failure with its reason; then its wall time, and it is written
+    atomically. Exceptions in ``passthrough`` propagate; an unwritable record is a SuiteError."""
+    def reusable() -> dict[str, Any] | None:
+        rec = read_record(path)
+        return {**rec, "reused": True} if rec and rec["status"] == "ok" and not force else None
+
+    if (done := reusable()) is not None:
+        return done
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if (done := reusable()) is not None:  # another process may have finished it while we waited
+            return done
+        record = base()
+        t0 = time.perf_counter()
+        try:
+            if skip_reason:
+                record.update(status="skipped", reason=skip_reason, skip="unsupported")
+            else:
+                record.update(work())
+                record["status"] = "ok"
+        except DataUnavailable as exc:
+            record.update(status="skipped", reason=str(exc), skip="data")
+        except (KeyboardInterrupt, *passthrough):
+            raise
+        except Exception as exc:
+            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}".strip(),
+                          traceback=traceback.format_exc(limit=8))
+        record["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        try:
+            write_record(path, record)
+        except OSError as exc:  # results dir became unwritable / full: a whole-command error
+            raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
+        return record
 
 
 def check_writable(results_dir: Path) -> None:

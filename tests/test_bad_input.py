@@ -214,12 +214,12 @@ def test_unwritable_results_dir_simulated(capsys, tmp_path) -> None:
 
 
 def test_record_write_failure_mid_grid_is_one_line(capsys, tmp_path, monkeypatch) -> None:
-    import surrogate_bench.runner as runner
+    import surrogate_bench.store as store
 
     def refuse(path, record):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(runner, "write_record", refuse)
+    monkeypatch.setattr(store, "write_record", refuse)
     code, out, err = run_cli(capsys, "--plugin", TINY, "run", "--task", "tiny-ap", "--method", "ce", "--profile",
                              "smoke", "--device", "cpu", "--no-progress", "--results-dir", str(tmp_path / "results"),
                              "--data-root", str(tmp_path))
