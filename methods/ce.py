@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from surrogate_bench.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
 
 
 class CrossEntropy(Method):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from surrogate_bench.contracts import LossFn, Method, Task
-from surrogate_bench.errors import SuiteError
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.errors import SuiteError
 
 
 class MSEHeatmap(Method):

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from surrogate_bench.contracts import LossFn, Method, PrepareContext, Task
-from surrogate_bench.errors import SuiteError
+from surrogate_bench.plugins.contracts import LossFn, Method, PrepareContext, Task
+from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.reloss.artifact import load_or_build, load_released
 from surrogate_bench.reloss.collect import budget_for, collect
 from surrogate_bench.reloss.lossnets import build_lossnet, loss_values

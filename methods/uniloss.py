@@ -6,9 +6,9 @@ import dataclasses
 
 from torch import Tensor
 
-from surrogate_bench.contracts import LossFn, Method, Task
-from surrogate_bench.cuda_graphs import graphed_loss
-from surrogate_bench.errors import SuiteError
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.running.cuda_graphs import graphed_loss
+from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.uniloss import AnchorSpec, Refactoring, uniloss_value
 
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SuiteError
-from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
+from .plugins.errors import SuiteError
+from .running.paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +84,7 @@ def _common(sp: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import registry
+    from .plugins.registry import registry
 
     reg = registry()
     for kind in ("task", "method"):
@@ -102,15 +102,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def run_options(args: argparse.Namespace, progress: bool):
     """RunOptions from the common flags; a missing data root or unwritable results dir is one line."""
-    from .environment import resolve_device
-    from .paths import data_root
-    from .runner import RunOptions
-    from .store import check_writable
+    from .running.environment import resolve_device
+    from .running.paths import data_root
+    from .running.runner import RunOptions
+    from .running.store import check_writable
 
     root = data_root(args.data_root)
     if args.data_root and not root.is_dir():
         raise SuiteError(f"--data-root {root} does not exist or is not a directory")
-    from .launch import log_stderr
+    from .running.launch import log_stderr
 
     # submitit workers resolve --device on their node; a local run needs it here
     device = resolve_device(args.device if getattr(args, "launcher", "local") == "local" else "cpu")
@@ -123,8 +123,8 @@ def run_options(args: argparse.Namespace, progress: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .grid import build_specs, parse_params, parse_seeds, select
-    from .launch import LaunchConfig, execute
+    from .running.grid import build_specs, parse_params, parse_seeds, select
+    from .running.launch import LaunchConfig, execute
 
     if not args.all and not (args.task and args.method):
         raise SuiteError("run: pass --all, or both --task and --method")
@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
     """Probe every task x method on the task's shared pool; returns the number of failed probes."""
-    from .probe import run_probe
+    from .probes.probe import run_probe
 
     failed = 0
     for task in tasks:
@@ -169,11 +169,11 @@ def probe_line(rec: dict) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .grid import select
+    from .running.grid import select
 
     tasks, methods = select("task", args.task, False), select("method", args.method, False)
     for t in tasks:
-        from .registry import get_task
+        from .plugins.registry import get_task
 
         get_task(t).profile(args.profile)
     return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False)) else 0
@@ -191,7 +191,7 @@ def summary_line(rec: dict) -> str:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import write
+    from .reporting.leaderboard import write
 
     if not args.results_dir.is_dir():
         raise SuiteError(f"results directory {args.results_dir} does not exist")
@@ -201,11 +201,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_task, table, write_json
-    from .environment import environment, resolve_device
-    from .grid import select
-    from .paths import data_root
-    from .registry import get_task, method_for
+    from .running.bench import bench_task, table, write_json
+    from .running.environment import environment, resolve_device
+    from .running.grid import select
+    from .running.paths import data_root
+    from .plugins.registry import get_task, method_for
 
     import torch
 
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.plugin:
-            from .launch import load_plugins
+            from .running.launch import load_plugins
 
             load_plugins(args.plugin)
         return COMMANDS[args.command](args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from surrogate_bench.cifar_task import CifarAccuracyTask
+from surrogate_bench.taskkit.cifar_task import CifarAccuracyTask
 from surrogate_bench.datasets.cifar import CIFAR100, hint
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from surrogate_bench.contracts import Profile, Split, Task, TaskData
+from surrogate_bench.plugins.contracts import Profile, Split, Task, TaskData
 from surrogate_bench.datasets.mnist import HINT, load_mnist
-from surrogate_bench.metrics import average_precision
+from surrogate_bench.taskkit.metrics import average_precision
 from surrogate_bench.uniloss import AveragePrecisionRefactoring
 
 MEAN, STD = 0.1307, 0.3081

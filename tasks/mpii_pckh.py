@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from surrogate_bench.contracts import Profile, Split, TaskData
+from surrogate_bench.plugins.contracts import Profile, Split, TaskData
 from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops,
                                            read_annotations, read_ground_truth)
-from surrogate_bench.errors import DataCorrupt, DataUnavailable
-from surrogate_bench.metrics import SC_BIAS, head_sizes, pckh_correct
-from surrogate_bench.pose_task import HEAD, VIS, PoseTask
+from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable
+from surrogate_bench.taskkit.metrics import SC_BIAS, head_sizes, pckh_correct
+from surrogate_bench.taskkit.pose_task import HEAD, VIS, PoseTask
 
 # extra target channels (after x, y, visible, head size in heatmap pixels)
 CX, CY, SIDE, PERSON, GTX, GTY, GTVIS, BOX = 4, 5, 6, 7, 8, 9, 10, slice(11, 15)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from surrogate_bench.contracts import Profile, Split, TaskData
+from surrogate_bench.plugins.contracts import Profile, Split, TaskData
 from surrogate_bench.datasets.synth_pose import make_synth_pose, split_seed
-from surrogate_bench.metrics import head_sizes
-from surrogate_bench.pose_task import PoseTask
+from surrogate_bench.taskkit.metrics import head_sizes
+from surrogate_bench.taskkit.pose_task import PoseTask
 
 
 class SynthPosePCKh(PoseTask):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench.paths import REPO_ROOT
+from surrogate_bench.running.paths import REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("SURROGATE_BENCH_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -36,7 +36,7 @@ def results_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run_options(results_dir: Path, data_root: Path):
-    from surrogate_bench.runner import RunOptions
+    from surrogate_bench.running.runner import RunOptions
 
     return RunOptions(results_dir=results_dir, data_root=data_root, device=torch.device("cpu"),
                       progress=False, log=lambda m: None)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from surrogate_bench import cli
-from surrogate_bench.store import read_record
+from surrogate_bench.running.store import read_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 TINY, NONFINITE = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "nonfinite_loss.py")
@@ -214,7 +214,7 @@ def test_unwritable_results_dir_simulated(capsys, tmp_path) -> None:
 
 
 def test_record_write_failure_mid_grid_is_one_line(capsys, tmp_path, monkeypatch) -> None:
-    import surrogate_bench.store as store
+    import surrogate_bench.running.store as store
 
     def refuse(path, record):
         raise PermissionError(13, "Permission denied", str(path))

@@ -16,10 +16,10 @@ from sklearn.metrics import accuracy_score
 from torchvision.transforms.v2.functional import normalize as tv_normalize
 
 from surrogate_bench import get_task
-from surrogate_bench.augment import crop_flip, random_crop_flip
+from surrogate_bench.taskkit.augment import crop_flip, random_crop_flip
 from surrogate_bench.datasets.cifar import CIFAR10, CIFAR100, load_cifar, read_batch
-from surrogate_bench.errors import DataCorrupt, DataUnavailable, SuiteError
-from surrogate_bench.metrics import accuracy
+from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable, SuiteError
+from surrogate_bench.taskkit.metrics import accuracy
 from surrogate_bench.models.resnet_cifar import ResNetCifar
 
 N_PER_BATCH = 12

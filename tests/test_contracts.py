@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from surrogate_bench import get_method, get_task, list_methods, list_tasks
-from surrogate_bench.errors import DataUnavailable
-from surrogate_bench.runner import RunSpec, load_task_data, run_one
-from surrogate_bench.store import read_record
+from surrogate_bench.plugins.errors import DataUnavailable
+from surrogate_bench.running.runner import RunSpec, load_task_data, run_one
+from surrogate_bench.running.store import read_record
 
 PAIRS = [(t, m) for t in list_tasks() for m in list_methods()]
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surrogate_bench.cuda_graphs import graphed_loss
-from surrogate_bench.registry import get_task, method_for
+from surrogate_bench.running.cuda_graphs import graphed_loss
+from surrogate_bench.plugins.registry import get_task, method_for
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

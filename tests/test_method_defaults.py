@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from surrogate_bench.leaderboard import method_label, tuned_settings
-from surrogate_bench.registry import get_task, method_for
-from surrogate_bench.runner import RunSpec
+from surrogate_bench.reporting.leaderboard import method_label, tuned_settings
+from surrogate_bench.plugins.registry import get_task, method_for
+from surrogate_bench.running.runner import RunSpec
 
 
 def test_task_defaults_apply_and_explicit_params_win() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score
 
-from surrogate_bench.metrics import accuracy, average_precision
+from surrogate_bench.taskkit.metrics import accuracy, average_precision
 
 
 @pytest.mark.parametrize("trial", range(40))

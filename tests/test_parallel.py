@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench import cli, launch
-from surrogate_bench.launch import LaunchConfig, load_plugins
-from surrogate_bench.runner import RunOptions, RunSpec, run_one
-from surrogate_bench.store import read_record
+from surrogate_bench import cli
+from surrogate_bench.running import launch
+from surrogate_bench.running.launch import LaunchConfig, load_plugins
+from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
+from surrogate_bench.running.store import read_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 TINY, EXIT = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "exit_method.py")
@@ -100,7 +101,7 @@ def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
 
 
 def test_worker_devices_round_robin_over_gpus(monkeypatch) -> None:
-    import surrogate_bench.environment as environment
+    import surrogate_bench.running.environment as environment
 
     chosen: list[torch.device] = []
     monkeypatch.setattr(environment, "resolve_device", lambda name: torch.device(name))
@@ -113,7 +114,7 @@ def test_worker_devices_round_robin_over_gpus(monkeypatch) -> None:
 
 
 def test_launch_config_validation() -> None:
-    from surrogate_bench.errors import SuiteError
+    from surrogate_bench.plugins.errors import SuiteError
 
     for bad in (dict(jobs=0), dict(launcher="mpi"), dict(slurm_time_min=0), dict(gpus_per_job=-1),
                 dict(device="cuda:x")):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate_bench.heatmaps import argmax_decode, gaussian_heatmaps
-from surrogate_bench.metrics import MPII_MEAN_EXCLUDED, pckh
+from surrogate_bench.taskkit.heatmaps import argmax_decode, gaussian_heatmaps
+from surrogate_bench.taskkit.metrics import MPII_MEAN_EXCLUDED, pckh
 
 SC_BIAS, THRESHOLD = 0.6, 0.5
 

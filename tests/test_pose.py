@@ -13,9 +13,9 @@ import torch
 from surrogate_bench import get_method, get_task
 from surrogate_bench.datasets.mpii import crop_persons
 from surrogate_bench.datasets.synth_pose import make_synth_pose
-from surrogate_bench.errors import DataUnavailable
-from surrogate_bench.metrics import pckh
-from surrogate_bench.runner import RunOptions, RunSpec, run_one
+from surrogate_bench.plugins.errors import DataUnavailable
+from surrogate_bench.taskkit.metrics import pckh
+from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
 
 SMALL = {"width": 16, "depth": 2}
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from surrogate_bench.leaderboard import write
-from surrogate_bench.probe import kendall, rank_stats, run_probe, spearman
+from surrogate_bench.reporting.leaderboard import write
+from surrogate_bench.probes.probe import kendall, rank_stats, run_probe, spearman
 
 
 @pytest.mark.parametrize("trial", range(10))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from surrogate_bench.errors import SuiteError
-from surrogate_bench.registry import Registry
+from surrogate_bench.plugins.errors import SuiteError
+from surrogate_bench.plugins.registry import Registry
 
 METHOD_SRC = """
-from surrogate_bench.contracts import Method
+from surrogate_bench.plugins.contracts import Method
 class {cls}(Method):
     name = {name!r}
     def make_loss(self, task):
@@ -81,7 +81,7 @@ def test_unknown_and_bad_params() -> None:
 
 
 def test_plugin_file_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from surrogate_bench import registry
+    from surrogate_bench.plugins import registry
     from surrogate_bench.cli import main
 
     path = _plugin(tmp_path / "adhoc", "my_loss", "my-adhoc-loss", cls="Adhoc")

@@ -12,9 +12,9 @@ from scipy.stats import rankdata, spearmanr
 from torch import Tensor, nn
 
 from surrogate_bench import get_method, get_task
-from surrogate_bench.contracts import PrepareContext, Profile, Split, Task, TaskData
-from surrogate_bench.errors import DataUnavailable, SuiteError
-from surrogate_bench.metrics import accuracy
+from surrogate_bench.plugins.contracts import PrepareContext, Profile, Split, Task, TaskData
+from surrogate_bench.plugins.errors import DataUnavailable, SuiteError
+from surrogate_bench.taskkit.metrics import accuracy
 from surrogate_bench.reloss import artifact
 from surrogate_bench.reloss.collect import stage_steps
 from surrogate_bench.reloss.lossnets import ClassificationLossNet, HeatmapLossNet, loss_values
@@ -105,7 +105,7 @@ def test_heatmap_lossnet_any_size_and_gradient(size: tuple[int, int]) -> None:
     h, w = size
     targets = torch.cat([torch.rand(3, 6, 2, 2) * torch.tensor([w - 1, h - 1]), torch.ones(3, 6, 2, 1),
                          torch.full((3, 6, 2, 1), 4.0)], dim=-1)  # B x n x J x (x, y, vis, head)
-    from surrogate_bench.heatmaps import gaussian_heatmaps
+    from surrogate_bench.taskkit.heatmaps import gaussian_heatmaps
 
     maps = gaussian_heatmaps(targets[..., :2].flatten(0, 1), targets[..., 2].flatten(0, 1), size, 1.0)
     maps = maps.view(3, 6, 2, h, w)
@@ -197,7 +197,7 @@ def test_learned_loss_ranks_batches_better_than_ce(task_name: str, dataset: str,
     """On held-out batches at the quick profile, Spearman(loss, metric) is more negative than CE's."""
     if not (data_root / dataset).exists():
         pytest.skip(f"{dataset} not under the data root")
-    from surrogate_bench.runner import load_task_data
+    from surrogate_bench.running.runner import load_task_data
 
     task = get_task(task_name)
     profile = task.profile("quick")

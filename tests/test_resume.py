@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench.launch import load_plugins
-from surrogate_bench.runner import RunOptions, RunSpec, _SimulatedCrash, checkpoint_path, run_one
-from surrogate_bench.store import read_record
+from surrogate_bench.running.launch import load_plugins
+from surrogate_bench.running.runner import RunOptions, RunSpec, _SimulatedCrash, checkpoint_path, run_one
+from surrogate_bench.running.store import read_record
 
 PLUGIN = Path(__file__).parent / "plugins" / "tiny_ap_task.py"
 TASK, PROFILE = "tiny-ap", "smoke"  # synthetic data, 6 short epochs

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from surrogate_bench.cli import main
-from surrogate_bench.runner import RunSpec, run_one
-from surrogate_bench.store import read_record
+from surrogate_bench.running.runner import RunSpec, run_one
+from surrogate_bench.running.store import read_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -64,7 +64,7 @@ def test_failed_run_does_not_stop_grid(data_root: Path, results_dir: Path, capsy
 def test_missing_data_is_skipped_with_hint(tmp_path: Path, results_dir: Path) -> None:
     import torch
 
-    from surrogate_bench.runner import RunOptions
+    from surrogate_bench.running.runner import RunOptions
 
     empty = tmp_path / "empty"
     empty.mkdir()

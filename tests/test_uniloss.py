@@ -8,8 +8,8 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from surrogate_bench import get_method, get_task
-from surrogate_bench.contracts import Task
-from surrogate_bench.metrics import accuracy, average_precision
+from surrogate_bench.plugins.contracts import Task
+from surrogate_bench.taskkit.metrics import accuracy, average_precision
 from surrogate_bench.uniloss import (AccuracyRefactoring, AnchorSpec, AveragePrecisionRefactoring, PCKhRefactoring,
                                      idw_from_dots, relax, uniloss_value)
 from surrogate_bench.uniloss.interpolation import dense_anchor_dots, sample_dense_anchors
@@ -85,8 +85,8 @@ def test_pckh_g_of_signs_is_exact_pckh(trial: int) -> None:
     got, best = _g_of_signs(PCKhRefactoring(max_inside=99), out, t)
     assert got == pytest.approx(_pckh_reference(out, t), abs=1e-9)
     assert best == 1.0
-    from surrogate_bench.heatmaps import argmax_decode
-    from surrogate_bench.metrics import pckh_correct
+    from surrogate_bench.taskkit.heatmaps import argmax_decode
+    from surrogate_bench.taskkit.metrics import pckh_correct
 
     hits = pckh_correct(argmax_decode(out), t[..., 0:2], t[..., 3], t[..., 2], 0.5)
     assert got == pytest.approx(float(hits.sum() / (t[..., 2] > 0).sum()), abs=1e-9)
@@ -198,7 +198,7 @@ def test_method_skips_tasks_without_refactoring_and_checks_params() -> None:
     method = get_method("uniloss")
     assert "refactoring" in method.supports(Plain())
     assert method.supports(get_task("mnist-ap")) is None
-    from surrogate_bench.errors import SuiteError
+    from surrogate_bench.plugins.errors import SuiteError
     with pytest.raises(SuiteError):
         get_method("uniloss", temperature=0.0)
     with pytest.raises(SuiteError):

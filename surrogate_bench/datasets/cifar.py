@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataCorrupt, DataUnavailable
+from ..plugins.errors import DataCorrupt, DataUnavailable
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataCorrupt, DataUnavailable
+from ..plugins.errors import DataCorrupt, DataUnavailable
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",

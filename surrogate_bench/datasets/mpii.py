@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..errors import DataCorrupt, DataUnavailable
+from ..plugins.errors import DataCorrupt, DataUnavailable
 
 HINT = ("MPII: download the images tar (mpii_human_pose_v1.tar.gz) from http://human-pose.mpi-inf.mpg.de "
         "and extract its images/ into {root}/mpii/images/; put MMPose's mpii_train.json, mpii_val.json and "

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import torch
 from filelock import FileLock
 
-from ..errors import SuiteError
-from ..store import atomic_write_bytes
+from ..plugins.errors import SuiteError
+from ..running.store import atomic_write_bytes
 
 BUILDS = {"count": 0}  # artifacts built in this process (tests check reuse with it)
 

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..contracts import Profile, Task, TaskData
+from ..plugins.contracts import Profile, Task, TaskData
 from .lossnets import baseline_values
 
 
@@ -77,7 +77,7 @@ def snapshot(task: Task, model: torch.nn.Module, x: Tensor, chunk: int) -> Tenso
 def stage_outputs(task: Task, data: TaskData, profile: Profile, pool_x: Tensor, total_steps: int, stages: int,
                   gen: torch.Generator, log: Callable[[str], None]) -> list[Tensor]:
     """Train a fresh model with the baseline loss on the training split; its outputs on the pool per stage."""
-    from ..runner import make_optimizer
+    from ..running.runner import make_optimizer
 
     device = pool_x.device
     model = task.build_model().to(device)

@@ -12,7 +12,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
-from ..contracts import Task
+from ..plugins.contracts import Task
 from .collect import Batches
 from .lossnets import baseline_values, loss_values
 from .spearman import SoftRanker, soft_spearman

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import SuiteError
+from ..plugins.errors import SuiteError
 from .interpolation import AnchorSpec
 from .refactoring import Comparisons, Refactoring
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from surrogate_bench.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
 
 
 class ExitNow(Method):

@@ -1,6 +1,6 @@
 """Test-only method whose loss raises: a failing run must be recorded and must not stop the grid."""
 
-from surrogate_bench.contracts import Method
+from surrogate_bench.plugins.contracts import Method
 
 
 class AlwaysFails(Method):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from surrogate_bench.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
 
 
 class NonFiniteAt(Method):
@@ -14,7 +14,7 @@ class NonFiniteAt(Method):
     params = {"at_step": 20, "value": "nan"}
 
     def validate(self) -> None:
-        from surrogate_bench.errors import SuiteError
+        from surrogate_bench.plugins.errors import SuiteError
 
         if self.p["value"] not in ("nan", "inf"):
             raise SuiteError(f"nonfinite-at: value must be nan or inf, got {self.p['value']!r}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from surrogate_bench.contracts import Profile, Split, TaskData
-from surrogate_bench.registry import registry
+from surrogate_bench.plugins.contracts import Profile, Split, TaskData
+from surrogate_bench.plugins.registry import registry
 
 MnistAP = registry().get_class("task", "mnist-ap")
 

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from .paths import REPO_ROOT
 
 
@@ -55,7 +55,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    from .errors import SuiteError
+    from ..plugins.errors import SuiteError
 
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

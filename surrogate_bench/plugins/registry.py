@@ -20,7 +20,7 @@ from typing import Any
 
 from .contracts import Configurable, Method, Task
 from .errors import SuiteError
-from .paths import REPO_ROOT
+from ..running.paths import builtin_plugin_root
 
 KINDS: dict[str, type[Configurable]] = {"task": Task, "method": Method}
 DIRS = {"task": "tasks", "method": "methods"}
@@ -31,7 +31,7 @@ ENTRY_POINT_GROUPS = {"task": "surrogate_bench.tasks", "method": "surrogate_benc
 class Registry:
     """Name -> plugin class for tasks and methods, plus the sources that failed to load."""
 
-    search_root: Path | None = REPO_ROOT
+    search_root: Path | None = field(default_factory=builtin_plugin_root)
     use_entry_points: bool = True
     classes: dict[str, dict[str, type[Configurable]]] = field(default_factory=lambda: {"task": {}, "method": {}})
     broken: dict[str, str] = field(default_factory=dict)  # source -> error line

@@ -18,11 +18,11 @@ import torch
 from filelock import FileLock
 from torch import Tensor, nn
 
-from . import __version__
-from .contracts import Profile, Task, TaskData
-from .registry import get_method
-from .runner import autocast, make_optimizer, train_step
-from .store import atomic_write_bytes
+from .. import __version__
+from ..plugins.contracts import Profile, Task, TaskData
+from ..plugins.registry import get_method
+from ..running.runner import autocast, make_optimizer, train_step
+from ..running.store import atomic_write_bytes
 
 STAGES = 6  # snapshots along the trajectory, the untrained model included
 NOISE = (0.0, 0.3, 1.0)  # weight perturbation, in units of each tensor's std

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import torch
 from tabulate import tabulate
 
-from .contracts import Method, Task
-from .errors import DataUnavailable, SuiteError
+from ..plugins.contracts import Method, Task
+from ..plugins.errors import DataUnavailable, SuiteError
 from .runner import autocast, load_task_data, make_optimizer, train_step
 
 

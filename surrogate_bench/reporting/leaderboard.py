@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .store import atomic_write_bytes, records_frame
+from ..running.store import atomic_write_bytes, records_frame
 
 PROFILE_ORDER = ["smoke", "quick", "paper"]
 
 
 def _defaults(task: str, method: str) -> dict:
     """The parameters ``method`` runs with on ``task`` by default: its own, then the task's tuned ones."""
-    from .errors import SuiteError
-    from .registry import registry
+    from ..plugins.errors import SuiteError
+    from ..plugins.registry import registry
 
     try:
         defaults = dict(registry().get_class("method", method).params)
@@ -49,8 +49,8 @@ def _labelled(df: pd.DataFrame) -> pd.DataFrame:
 
 def tuned_settings(tasks: list[str]) -> str:
     """One line per task that ships tuned defaults for a method (they differ from the method's own)."""
-    from .errors import SuiteError
-    from .registry import registry
+    from ..plugins.errors import SuiteError
+    from ..plugins.registry import registry
 
     lines = []
     for task in sorted(set(tasks)):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .contracts import Task
+from ..plugins.contracts import Task
 from .heatmaps import argmax_decode, gaussian_heatmaps
 from .metrics import pckh_correct
-from .models.hourglass import StackedHourglass
+from ..models.hourglass import StackedHourglass
 
 X, Y, VIS, HEAD = 0, 1, 2, 3
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as MMPose normalises pose crops
@@ -36,7 +36,7 @@ class PoseTask(Task):
     channels_last = True
 
     def validate(self) -> None:
-        from .errors import SuiteError
+        from ..plugins.errors import SuiteError
 
         if not self.p["joints"] or any(not 0 <= j < 16 for j in self.p["joints"]):
             raise SuiteError(f"task {self.name!r}: joints must be MPII indices 0..15, got {self.p['joints']}")
@@ -95,7 +95,7 @@ class PoseTask(Task):
 
     def refactoring(self) -> "PCKhRefactoring":
         """UniLoss: per heatmap, (pixel within ``threshold`` x head size, pixel beyond) pairs."""
-        from .uniloss import PCKhRefactoring
+        from ..uniloss import PCKhRefactoring
 
         return PCKhRefactoring(radius_factor=self.threshold)
 

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from .augment import normalize, random_crop_flip
-from .contracts import Profile, Split, Task, TaskData
-from .datasets.cifar import load_cifar
-from .errors import SuiteError
+from ..plugins.contracts import Profile, Split, Task, TaskData
+from ..datasets.cifar import load_cifar
+from ..plugins.errors import SuiteError
 from .metrics import accuracy
-from .models.resnet_cifar import ResNetCifar
+from ..models.resnet_cifar import ResNetCifar
 
 # Budgets shared by CIFAR-10 and CIFAR-100.
 CIFAR_PROFILES: dict[str, Profile] = {
@@ -90,6 +90,6 @@ class CifarAccuracyTask(Task):
 
     def refactoring(self) -> "AccuracyRefactoring":
         """UniLoss: target score minus every other class score (the method's ``top_k`` keeps fewer)."""
-        from .uniloss import AccuracyRefactoring
+        from ..uniloss import AccuracyRefactoring
 
         return AccuracyRefactoring()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import SuiteError
-from .registry import registry
+from ..plugins.errors import SuiteError
+from ..plugins.registry import registry
 from .runner import RunSpec
 
 

@@ -1,7 +1,7 @@
 """Execute run specs: in this process, in N local worker processes, or as Slurm jobs via submitit.
 
 Every launcher yields one record per spec as runs finish. Workers re-load the ``--plugin`` files,
-resolve their own device and call :func:`surrogate_bench.runner.run_one`, so the per-key file
+resolve their own device and call :func:`surrogate_bench.running.runner.run_one`, so the per-key file
 lock, checkpoints and atomic records behave exactly as in a sequential run.
 """
 
@@ -24,7 +24,7 @@ try:
 except ImportError:  # submitit is only needed by --launcher submitit / submitit-local
     Checkpointable = object  # type: ignore[assignment,misc]
 
-from .errors import SuiteError
+from ..plugins.errors import SuiteError
 from .runner import RunOptions, RunSpec, base_record, run_one
 from .store import read_record, write_record
 
@@ -66,7 +66,7 @@ def log_stderr(message: str) -> None:
 
 def load_plugins(paths: Sequence[str | os.PathLike]) -> None:
     """Load ``--plugin`` files once per process (a second load of the same file is a no-op)."""
-    from .registry import load_plugin, registry
+    from ..plugins.registry import load_plugin, registry
 
     reg = registry()
     reg.ensure_loaded()

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import __version__
-from .contracts import PrepareContext
-from .environment import environment
-from .probe_pool import load_or_build_pool
-from .registry import get_task, method_for
-from .runner import RunOptions, load_task_data
-from .store import recorded
+from .. import __version__
+from ..plugins.contracts import PrepareContext
+from ..running.environment import environment
+from .pool import load_or_build_pool
+from ..plugins.registry import get_task, method_for
+from ..running.runner import RunOptions, load_task_data
+from ..running.store import recorded
 
 N_BOOTSTRAP = 1000
 

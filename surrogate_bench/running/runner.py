@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import __version__
-from .contracts import Method, PrepareContext, Profile, Split, Task, TaskData
+from .. import __version__
+from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
-from .errors import NonFiniteLoss, SuiteError
-from .registry import get_task, method_for
+from ..plugins.errors import NonFiniteLoss, SuiteError
+from ..plugins.registry import get_task, method_for
 from .store import recorded
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 from filelock import FileLock
 
-from .errors import DataUnavailable, SuiteError
+from ..plugins.errors import DataUnavailable, SuiteError
 
 RECORD_KINDS = ("run", "probe")
 STATUSES = ("ok", "failed", "skipped")

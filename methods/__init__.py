@@ -1,0 +1,1 @@
+"""Built-in loss methods, one file each; the registry discovers them by path (files starting with _ are skipped)."""

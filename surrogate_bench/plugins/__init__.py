@@ -1,0 +1,1 @@
+"""What a task and a method are, and how they are found by name."""

@@ -1,0 +1,1 @@
+"""Why a loss wins: probe pools and the probes run on them."""

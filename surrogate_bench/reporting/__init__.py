@@ -1,0 +1,1 @@
+"""From records to the published page: leaderboard, plots, quoted numbers."""
