@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .plugins.errors import SuiteError
-from .running.paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
+from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +103,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def run_options(args: argparse.Namespace, progress: bool):
     """RunOptions from the common flags; a missing data root or unwritable results dir is one line."""
     from .running.environment import resolve_device
-    from .running.paths import data_root
+    from .paths import data_root
     from .running.runner import RunOptions
     from .running.store import check_writable
 
@@ -204,7 +204,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .running.bench import bench_task, table, write_json
     from .running.environment import environment, resolve_device
     from .running.grid import select
-    from .running.paths import data_root
+    from .paths import data_root
     from .plugins.registry import get_task, method_for
 
     import torch

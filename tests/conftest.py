@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench.running.paths import REPO_ROOT
+from surrogate_bench.paths import REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("SURROGATE_BENCH_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from surrogate_bench.running.paths import REPO_ROOT
+from surrogate_bench.paths import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not (REPO_ROOT / "pyproject.toml").is_file(), reason="needs a source checkout")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .contracts import Configurable, Method, Task
 from .errors import SuiteError
-from ..running.paths import builtin_plugin_root
+from ..paths import builtin_plugin_root
 
 KINDS: dict[str, type[Configurable]] = {"task": Task, "method": Method}
 DIRS = {"task": "tasks", "method": "methods"}

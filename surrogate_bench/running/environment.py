@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 
 @functools.lru_cache(maxsize=1)

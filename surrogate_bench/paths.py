@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_INSTALLED_BUILTINS = Path(__file__).resolve().parents[1] / "builtin"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_INSTALLED_BUILTINS = Path(__file__).resolve().parent / "builtin"
 DATA_ENV = "SURROGATE_BENCH_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/surrogate_bench/data")
 DEFAULT_RESULTS_DIR = Path("results")
