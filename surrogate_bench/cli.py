@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .plugins.errors import SuiteError
-from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
+from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR, RESULTS_ENV
+
+RESULTS_HELP = (f"where records go (else ${RESULTS_ENV}, else {DEFAULT_RESULTS_DIR}); the published set "
+                "is regenerated only by naming it: --results-dir results")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
 
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
-    lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    lb.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     lb.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/LEADERBOARD.md")
     return p
 
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--data-root", default=None,
                     help=f"dataset root (else ${DATA_ENV}, else {DEFAULT_DATA_ROOT})")
-    sp.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    sp.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
@@ -185,6 +188,10 @@ def summary_line(rec: dict) -> str:
         how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
         best = rec.get("best_val_metric")
         best = float("nan") if best is None else best  # 0.0 is a value, not a missing one
+        if rec.get("test_metric") is None:  # a tuning trial: validation only
+            final = rec.get("final_val_metric")
+            final = float("nan") if final is None else final
+            return head + f"{rec.get('metric_name', 'metric')} final val {final:.4f} (best val {best:.4f}; {how})"
         return head + (f"{rec.get('metric_name', 'metric')} {rec['test_metric']:.4f} "
                        f"(best val {best:.4f}; {how})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
@@ -237,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .running.launch import load_plugins
 
             load_plugins(args.plugin)
+        if hasattr(args, "results_dir"):
+            from .paths import results_dir
+
+            args.results_dir = results_dir(args.results_dir)
         return COMMANDS[args.command](args)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)

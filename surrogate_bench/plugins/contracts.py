@@ -160,6 +160,12 @@ class Task(Configurable):
         """Read the real data under ``data_root``; raise DataUnavailable / DataCorrupt."""
         raise NotImplementedError
 
+    def data_files(self, data_root: Path) -> list[Path] | None:
+        """The files :meth:`load` reads under ``data_root``: their digest is part of every run's key.
+        ``[]`` when the data is generated (no files); None (the default) when the task does not say.
+        Raise DataUnavailable when the files are not there (the runner then lets ``load`` fetch them)."""
+        return None
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .augment import normalize, random_crop_flip
 from ..plugins.contracts import Profile, Split, Task, TaskData
-from ..datasets.cifar import load_cifar
+from ..datasets.cifar import cifar_files, load_cifar
 from ..plugins.errors import SuiteError
 from .metrics import accuracy
 from ..models.resnet_cifar import ResNetCifar
@@ -66,6 +66,9 @@ class CifarAccuracyTask(Task):
         x, y = raw["train_images"], raw["train_labels"]
         return TaskData(train=Split(x[train_idx], y[train_idx]), val=Split(x[val_idx], y[val_idx]),
                         test=Split(raw["test_images"], raw["test_labels"]))
+
+    def data_files(self, data_root: Path) -> list[Path]:
+        return cifar_files(data_root, self.dataset)
 
     def build_model(self) -> nn.Module:
         return ResNetCifar(self.p["depth"], self.num_classes)
