@@ -150,6 +150,8 @@ class Task(Configurable):
     # Tuned defaults a method gets on this task (method name -> params), e.g. UniLoss's gradient gain.
     # Explicit --method-param values win; records and run keys hold the effective values.
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # Where each tuned default comes from: the ``tune`` command and its record (validation-selected only).
+    method_defaults_source: ClassVar[Mapping[str, str]] = {}
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:

@@ -1,4 +1,4 @@
-"""Keep runs of different code or data apart in the leaderboard: a cell never averages them silently.
+"""Provenance in the leaderboard: runs of different code or data never share a cell silently; tune records.
 
 Within one (profile, task, method label), when the runs carry more than one (code, data) fingerprint pair,
 each pair becomes its own column: the label gets ``@<code[:6]>/<data[:6]>`` (``@no-provenance`` for records
@@ -39,3 +39,21 @@ def split_by_fingerprint(runs: pd.DataFrame) -> pd.DataFrame:
         distinct.setdefault(c, set()).add(p)
     df["method"] = [m + tag(p) if len(distinct[c]) > 1 else m for c, m, p in zip(cell, df["method"], pairs)]
     return df
+
+
+def tuning_table(tunes: pd.DataFrame) -> str:
+    """One row per ok ``tune`` record: task, method, profile, budget x seeds, choice, its validation metric."""
+    if tunes.empty:
+        return ""
+    from tabulate import tabulate
+
+    rows = []
+    for r in tunes[tunes["status"] == "ok"].itertuples():
+        choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))
+        grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sorted((r.grid or {}).items()))
+        rows.append([r.task, r.method, r.profile, grid, f"{r.budget} × seeds {','.join(map(str, r.seeds))}", choice,
+                     f"{r.choice_val_metric:.4f}", str(r.key)[:10]])
+    if not rows:
+        return ""
+    return tabulate(sorted(rows), headers=["task", "method", "profile", "grid", "budget", "choice",
+                                           "final val (mean)", "record key"], tablefmt="github")

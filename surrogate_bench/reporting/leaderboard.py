@@ -9,7 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..running.store import atomic_write_bytes, records_frame
-from .fingerprints import split_by_fingerprint
+from .fingerprints import split_by_fingerprint, tuning_table
 
 PROFILE_ORDER = ["smoke", "quick", "paper"]
 
@@ -59,9 +59,11 @@ def tuned_settings(tasks: list[str]) -> str:
             tuned = registry().get_class("task", task).method_defaults
         except SuiteError:
             continue
+        sources = getattr(registry().get_class("task", task), "method_defaults_source", {})
         for method, params in sorted(tuned.items()):
+            source = f"`{sources[method]}`" if method in sources else "see README"
             lines.append(f"- `{task}` runs `{method}` with " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-                         + " by default (the task's tuned settings; see README)")
+                         + f" by default (the task's tuned settings; from {source})")
     return "\n".join(lines)
 
 
@@ -195,6 +197,12 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
                       probe_table(probes, profile), ""]
         if plots_dir is not None:
             parts += _figures(runs, probes, profile, Path(plots_dir), link_base or Path(plots_dir).parent)
+    tuning = tuning_table(records_frame(Path(results_dir), "tune"))
+    if tuning:
+        parts += ["## Tuning (validation split only)", "",
+                  "`python -m surrogate_bench tune` records: the grid points tried (the same budget per method), "
+                  "chosen by the best mean final validation metric over seeds; no test split was read.", "",
+                  tuning, ""]
     parts += ["## Published numbers (quoted, not measured here)", "",
               "Quoted verbatim from the papers for orientation; their protocols (epochs, models) differ from the "
               "profiles above, so compare with the `paper` profile only.", "",

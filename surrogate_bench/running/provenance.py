@@ -56,8 +56,9 @@ def plugin_file(obj: Task | Method | type) -> Path | None:
         return None
 
 
-def training_path_files(root: Path = PACKAGE_ROOT) -> list[Path]:
+def training_path_files(root: Path | None = None) -> list[Path]:
     """The engine's source files on the training path, sorted."""
+    root = root or PACKAGE_ROOT
     files: set[Path] = set()
     for item in TRAINING_PATH:
         target = root / item
@@ -87,7 +88,7 @@ def code_fingerprint(task: Task, method: Method) -> str:
         path = plugin_file(obj)
         parts.append((f"plugin:{role}", source_digest(path) if path else f"unknown:{type(obj).__qualname__}"))
     for path in training_path_files():
-        parts.append((path.relative_to(PACKAGE_ROOT).as_posix(), source_digest(path)))
+        parts.append((path.relative_to(PACKAGE_ROOT).as_posix(), source_digest(path)))  # type: ignore[attr-defined]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -287,7 +287,8 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
             raise r.data_error
         return _train(spec, key, task, method, opts, r.fp)
 
-    record = recorded(r.path, opts.force, lambda: base_record(spec, key, task, method, opts, r.fp),
+    never_reuse = opts.force or r.data_error is not None  # missing data: a skip, whatever sits at the path
+    record = recorded(r.path, never_reuse, lambda: base_record(spec, key, task, method, opts, r.fp),
                       method.supports(task), work, passthrough=(_SimulatedCrash,), key=key)
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
