@@ -7,7 +7,7 @@
   the same fingerprint on every machine. Any engine file on the list changing re-keys every run: coarse,
   but nothing that shapes a result can slip past.
 * **Data fingerprint** -- sha256 over the (name, size, sha256) of every file the task declares it reads
-  (:meth:`Task.data_files`); the per-file digests are cached by (path, size, mtime_ns) in
+  (:meth:`Task.data_files`); the per-file digests are cached by (path, size, mtime_ns, inode) in
   ``$SURROGATE_BENCH_CACHE`` (default ``~/.cache/surrogate_bench``)/``digests.json``, so a 180 MB CIFAR copy
   is read once. A task whose data is generated (``data_files`` returns ``[]``) gets ``"generated"``: its
   generator's parameters are in the key already and its code is in the code fingerprint. A task that does
@@ -88,7 +88,7 @@ def code_fingerprint(task: Task, method: Method) -> str:
         path = plugin_file(obj)
         parts.append((f"plugin:{role}", source_digest(path) if path else f"unknown:{type(obj).__qualname__}"))
     for path in training_path_files():
-        parts.append((path.relative_to(PACKAGE_ROOT).as_posix(), source_digest(path)))  # type: ignore[attr-defined]
+        parts.append((path.relative_to(PACKAGE_ROOT).as_posix(), source_digest(path)))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -110,7 +110,7 @@ def cache_dir() -> Path:
 
 
 class DigestCache:
-    """sha256 of data files, remembered by (resolved path, size, mtime_ns) in a small JSON file."""
+    """sha256 of data files, remembered by (resolved path, size, mtime_ns, inode) in a small JSON file."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_dir() / "digests.json"
@@ -125,13 +125,14 @@ class DigestCache:
         real = Path(path).resolve()
         st = real.stat()
         entry = self.entries.get(str(real))
-        if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
             return st.st_size, str(entry["sha256"])
         h = hashlib.sha256()
         with real.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-        self.entries[str(real)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+        self.entries[str(real)] = {**stamp, "sha256": h.hexdigest()}
         self.dirty = True
         return st.st_size, h.hexdigest()
 
