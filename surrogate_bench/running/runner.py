@@ -61,7 +61,7 @@ class RunSpec:
         task, method = self.build()
         try:
             data = data_fingerprint(task, Path(data_root))
-        except SuiteError:
+        except Exception:  # DataUnavailable, or a file that cannot be read
             data = DATA_UNAVAILABLE
         return Fingerprints(code_fingerprint(task, method), data)
 
