@@ -149,9 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         tasks, methods = [], []
         specs, skipped = named_grid(args.grid, data_root(args.data_root),
                                     parse_seeds(args.seeds) if args.seeds is not None else None, args.profile)
-        for line in skipped:
-            print(line, file=sys.stderr, flush=True)
     else:
+        skipped = []
         if not args.all and not (args.task and args.method):
             raise SuiteError("run: pass --all, --grid NAME, or both --task and --method")
         tasks = select("task", args.task, args.all)
@@ -165,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     launch.validate()
     opts = run_options(args, progress=not args.no_progress)
     opts = _run_limits(args, opts)
+    for line in skipped:  # --grid rows whose data are absent
+        print(line, file=sys.stderr, flush=True)
     failed = 0
     try:
         for rec in execute(specs, opts, launch):
