@@ -73,6 +73,9 @@ class StepCapture:
         elif self.mode == "graph":
             self._make_capturable()
         elif self.mode == "compile":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.fallback_random = True  # random draws (augmentation, UniLoss anchors) as in eager
             self._compiled = torch.compile(self._body)
 
     # -- public -----------------------------------------------------------------------------
