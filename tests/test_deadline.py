@@ -76,3 +76,24 @@ def test_cli_max_minutes_exits_3_then_resumes(tmp_path: Path, capsys, monkeypatc
     monkeypatch.setattr(time, "time", real_time)
     assert main([*argv, "--max-minutes", "30"]) == 0
     assert "tiny-ap" in capsys.readouterr().out
+
+
+def test_process_pool_starts_nothing_past_the_deadline(tmp_path: Path) -> None:
+    specs = [RunSpec(TASK, "ce", "smoke", s) for s in (0, 1)]
+    opts = options(tmp_path, deadline=time.time() - 1)
+    with pytest.raises(DeadlineReached, match="0 run\\(s\\) checkpointed, 2 not started"):
+        list(execute(specs, opts, LaunchConfig(jobs=2, device="cpu", plugins=(str(PLUGIN),))))
+
+
+@pytest.mark.slow
+def test_worker_processes_checkpoint_at_the_deadline_and_resume(tmp_path: Path) -> None:
+    """Two workers on one device, cut mid-run: both checkpoint; the rerun ends with the uninterrupted records."""
+    specs = [RunSpec(TASK, "ce", "smoke", s, (("step_delay_ms", 150),)) for s in (0, 1)]  # >= 14 s each
+    refs = {s.seed: run_one(s, options(tmp_path / "ref")) for s in specs}
+    cfg = LaunchConfig(jobs=2, device="cpu", plugins=(str(PLUGIN),))
+    opts = options(tmp_path)
+    with pytest.raises(DeadlineReached, match="2 run\\(s\\) checkpointed, 0 not started"):
+        list(execute(specs, dataclasses.replace(opts, deadline=time.time() + 8), cfg))
+    assert len(list((opts.results_dir / "checkpoints").glob("*.pt"))) == 2
+    recs = {r["seed"]: r for r in execute(specs, opts, cfg)}
+    assert all(comparable(recs[s]) == comparable(refs[s]) for s in refs)
