@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         skipped = []
         if not args.all and not (args.task and args.method):
-            raise SuiteError("run: pass --all, --grid NAME, or both --task and --method")
+            raise SuiteError("run: pass --all, or both --task and --method (or --grid NAME)")
         tasks = select("task", args.task, args.all)
         methods = select("method", args.method, args.all)
         specs = build_specs(tasks, methods, args.profile or "quick", parse_seeds(args.seeds or "0"),
