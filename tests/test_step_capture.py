@@ -117,7 +117,9 @@ def test_compile_matches_eager_on_cpu(method: str) -> None:
 @cuda
 @pytest.mark.parametrize("task_name,method", [("cifar10-acc", "ce"), ("cifar10-acc", "uniloss"),
                                               ("mnist-ap", "ce"), ("mnist-ap", "uniloss")])
-def test_graph_matches_eager_for_hundreds_of_steps(task_name: str, method: str) -> None:
+def test_graph_matches_eager_for_hundreds_of_steps(task_name: str, method: str, monkeypatch) -> None:
+    # the eager reference runs the loss itself too: a per-loss graph's capture would draw extra random anchors
+    monkeypatch.setenv("SURROGATE_BENCH_CUDA_GRAPHS", "0")
     logs: list[str] = []
     got, step, model = curve("graph", task_name, method, "cuda", 300, logs)
     assert step.describe() == "graph", logs
