@@ -58,7 +58,7 @@ def descent_bars(descents: pd.DataFrame, task: str, out: Path) -> Path | None:
         return np.asarray([np.nan if v is None else v for v in df.get(name, [np.nan] * len(df))], dtype=float)
 
     x = np.arange(len(df))
-    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 1.4 * len(df), 3.0))
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 2.0 + 1.4 * len(df)), 3.0))
     for ax, (name, label) in zip(axes, [("improvement", f"{df.iloc[0]['metric_name']} change after the steps"),
                                         ("fd_cosine", "cos(−∇loss, metric ascent), output layer")]):
         mean, lo, hi = col(name), col(f"{name}_ci_low"), col(f"{name}_ci_high")
