@@ -133,7 +133,7 @@ def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tens
         return torch.func.functional_call(layer, parts, (feats,)).float()
 
     def metric_of(ws: Tensor) -> Tensor:
-        outs = torch.stack([outputs(w) for w in ws])  # K x (E n) x ...
+        outs = torch.func.vmap(outputs)(ws)  # K x (E n) x ...: every perturbation in one call
         b = outs.view(len(ws) * x.shape[0], x.shape[1], *outs.shape[2:])
         t = y.repeat(len(ws), *([1] * (y.dim() - 1)))
         return task.batch_metric(b.cpu(), t.cpu()).double().view(len(ws), x.shape[0]).nanmean(1)
