@@ -134,7 +134,7 @@ def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tens
 
     def metric_of(ws: Tensor) -> Tensor:
         outs = torch.func.vmap(outputs)(ws)  # K x (E n) x ...: every perturbation in one call
-        b = outs.view(len(ws) * x.shape[0], x.shape[1], *outs.shape[2:])
+        b = outs.reshape(len(ws) * x.shape[0], x.shape[1], *outs.shape[2:])
         t = y.repeat(len(ws), *([1] * (y.dim() - 1)))
         return task.batch_metric(b.cpu(), t.cpu()).double().view(len(ws), x.shape[0]).nanmean(1)
 
@@ -155,7 +155,7 @@ def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tens
     for name, loss_fn in losses.items():
         torch.manual_seed(seed)
         w = flat.clone().requires_grad_(True)
-        out_w = outputs(w).view(*x.shape[:2], *feats_shape_out)
+        out_w = outputs(w).reshape(*x.shape[:2], *feats_shape_out)
         val = torch.stack([loss_fn(o, t) for o, t in zip(out_w, y)]).mean()  # the mean batch loss
         (g,) = torch.autograd.grad(val, w, allow_unused=True)
         if g is None or not float(g_hat.norm()) > 0 or not float(g.norm()) > 0:

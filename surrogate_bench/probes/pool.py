@@ -62,7 +62,7 @@ class ProbePool:
     def summary(self) -> dict[str, Any]:
         """What a probe record says about the pool it was measured on."""
         per_state = torch.bincount(self.state, minlength=len(self.state_step)).tolist() if len(self.state) else []
-        return {"version": self.settings.get("version"), "baseline": self.settings.get("baseline"),
+        return {"construction": self.settings.get("construction"), "baseline": self.settings.get("baseline"),
                 "states": len(self.state_step), "state_step": list(self.state_step),
                 "total_steps": self.settings.get("total_steps"),
                 "state_metric": [float(m) for m in self.state_metric], "batches_per_state": per_state,
