@@ -33,6 +33,17 @@ def descent_frame(results_dir: Path) -> pd.DataFrame:
     return _labelled(records_frame(Path(results_dir), "descent"))
 
 
+def current(df: pd.DataFrame) -> pd.DataFrame:
+    """One record per (profile, task, method): a record of the current pool construction (it carries a
+    ``pool`` summary) wins over an older one, then the later file; a stale record never doubles a row."""
+    if df.empty:
+        return df
+    has_pool = df["pool"].map(lambda p: isinstance(p, dict)) if "pool" in df else pd.Series(False, index=df.index)
+    ok = df["status"] == "ok"
+    order = df.assign(_rank=has_pool.astype(int) * 2 + ok.astype(int)).sort_values("_rank", kind="stable")
+    return order.drop_duplicates(["profile", "task", "method"], keep="last").drop(columns="_rank").sort_index()
+
+
 def _num(v: Any) -> float:
     try:
         f = float(v)
@@ -96,7 +107,7 @@ def spearman_table(probes: pd.DataFrame, profile: str) -> str:
                          "baseline" if method == base else _ci(r, "delta_spearman"),
                          "baseline" if method == base else _ci(r, "delta_spearman_within")])
     return tabulate(rows, headers=["task", "method", "ρ overall", "ρ within states", "ρ between states", "τ",
-                                   "Δρ vs baseline", "Δρ within vs baseline"], tablefmt="github")
+                                   "Δρ vs baseline", "Δρ within vs baseline"], tablefmt="github", disable_numparse=True)
 
 
 def descent_table(descents: pd.DataFrame, profile: str) -> str:
@@ -117,12 +128,13 @@ def descent_table(descents: pd.DataFrame, profile: str) -> str:
                          "baseline" if method == r.get("baseline") else _ci(r, "delta_improvement", 4),
                          _ci(r, "fd_cosine"), int(_num(r.get("n_states")))])
     return tabulate(rows, headers=["task", "method", "metric change", "Δ vs baseline", "cos(−∇loss, metric ascent)",
-                                   "states"], tablefmt="github")
+                                   "states"], tablefmt="github", disable_numparse=True)
 
 
 def section(results_dir: Path, probes: pd.DataFrame, profile: str, descents: pd.DataFrame | None = None) -> list[str]:
     """The markdown lines of one profile's probe section."""
-    descents = descent_frame(results_dir) if descents is None else descents
+    descents = current(descent_frame(results_dir) if descents is None else descents)
+    probes = current(probes)
     df = probes[probes["profile"] == profile]
     lines = [f"### Probes (`{profile}`)", "", f"- {SPEARMAN_LINE}", f"- {DESCENT_LINE}", "",
              "Pool (one per task, shared by every method and both probes): model states along a baseline run of "
@@ -132,6 +144,9 @@ def section(results_dir: Path, probes: pd.DataFrame, profile: str, descents: pd.
         ok = df[(df["task"] == task) & (df["status"] == "ok")]
         if len(ok):
             lines.append(pool_line(task, ok.iloc[0], str(ok.iloc[0].get("metric_name", "metric"))))
+            if "pool_sha256" in ok and ok["pool_sha256"].nunique() > 1:
+                lines.append(f"  - **warning**: the `{task}` records come from {ok['pool_sha256'].nunique()} "
+                             "different pools; regenerate them so every method sees the same one.")
     lines += ["", f"#### Spearman probe (`{profile}`)", "", STATS_LINE + " Most negative ρ per task in **bold**.", "",
               spearman_table(probes, profile), ""]
     if not descents.empty and (descents["profile"] == profile).any():
@@ -148,6 +163,7 @@ def figures(probes: pd.DataFrame, descents: pd.DataFrame, profile: str, task: st
     """The task's probe scatter (coloured by model state) and descent bars, where records exist."""
     from . import plots
 
+    probes, descents = current(probes), current(descents)
     figs = [plots.probe_scatter(probes[probes["profile"] == profile], task, plots_dir / f"{profile}-{task}-probe.png")]
     if not descents.empty:
         figs.append(plots.descent_bars(descents[descents["profile"] == profile], task,
