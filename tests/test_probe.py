@@ -42,7 +42,7 @@ def test_pool_shared_and_reused_then_plotted(run_options) -> None:
     pool_files = list((run_options.results_dir / "pools").glob("*.pt"))
     assert len(pool_files) == 1
     mtime = pool_files[0].stat().st_mtime_ns
-    b = run_probe("mnist-ap", "ce", "smoke", run_options, method_params={"label_smoothing": 0.2})
+    b = run_probe("mnist-ap", "uniloss", "smoke", run_options)  # another method: the same pool, not rebuilt
     assert a["status"] == b["status"] == "ok" and a["key"] != b["key"]
     assert a["pool_sha256"] == b["pool_sha256"] and pool_files[0].stat().st_mtime_ns == mtime
     assert a["n_batches"] == len(a["points"]) >= 20 and -1 <= a["spearman"] < 0

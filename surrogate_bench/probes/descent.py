@@ -184,7 +184,7 @@ def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable
         idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(STEPS)]).to(data.train.x.device)
         sx, sy = data.train.x[idx], data.train.y[idx]
         eps = lr * float(_norm(_grad(task, model, base_loss, sx[0], sy[0])))
-        torch.manual_seed(seed * 1000 + s)  # stochastic losses draw the same numbers at every state
+        torch.manual_seed(seed * 1000 + s)  # a stochastic loss (random anchors) draws the same numbers for every run
         stuck = descend(task, model, loss_fn, sx, sy, eps)
         for name, buf in model.named_buffers():  # batch-norm running statistics: back to the state's
             buf.copy_(weights[name])
