@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(pr)
     pr.add_argument("--force", action="store_true", help="recompute finished probes")
     pr.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
+    pr.add_argument("--descent", action="store_true",
+                    help="also run the descent probe (matched-norm gradient steps from the pool's states)")
 
     bn = sub.add_parser("bench", help="time each method's training step and loss+backward per task")
     bn.add_argument("--task", default="*", help="comma list or glob patterns of task names (default all)")
@@ -214,8 +216,9 @@ def _run_limits(args: argparse.Namespace, opts):
     return replace(opts, step_capture=args.step_capture, deadline=deadline)
 
 
-def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
-    """Probe every task x method on the task's shared pool; returns the number of failed probes."""
+def run_probes(tasks: list[str], methods: list[str], profile: str, opts, descent: bool = False) -> int:
+    """Probe every task x method on the task's shared pool (with ``descent``, the descent probe too);
+    returns the number of failed probes."""
     from .probes.probe import run_probe
 
     failed = 0
@@ -224,14 +227,23 @@ def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
             rec = run_probe(task, method, profile, opts)
             failed += rec["status"] == "failed"
             print(probe_line(rec), flush=True)
+    if descent:
+        from .probes.descent import descent_line, run_descent
+
+        for task in tasks:
+            for method in methods:
+                rec = run_descent(task, method, profile, opts)
+                failed += rec["status"] == "failed"
+                print(descent_line(rec), flush=True)
     return failed
 
 
 def probe_line(rec: dict) -> str:
     head = f"probe {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
     if rec["status"] == "ok":
-        return head + (f"spearman {rec['spearman']:+.3f} [{rec['spearman_ci_low']:+.3f}, {rec['spearman_ci_high']:+.3f}]"
-                       f" kendall {rec['kendall']:+.3f} over {rec['n_batches']} batches")
+        return head + (f"spearman {_num(rec['spearman'])} [{_num(rec['spearman_ci_low'])}, "
+                       f"{_num(rec['spearman_ci_high'])}] within states {_num(rec.get('spearman_within'))}"
+                       f" kendall {_num(rec['kendall'])} over {rec['n_batches']} batches")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
@@ -266,6 +278,10 @@ def _trial_label(rec: dict, grid: dict) -> str:
     return "trial [" + ",".join(f"{k}={params.get(k)}" for k in sorted(grid)) + "] "
 
 
+def _num(v) -> str:
+    return "nan" if v is None else f"{v:+.3f}"
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from .running.grid import select
 
@@ -274,7 +290,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         from .plugins.registry import get_task
 
         get_task(t).profile(args.profile)
-    return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False)) else 0
+    return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False), args.descent) else 0
 
 
 def summary_line(rec: dict) -> str:

@@ -42,15 +42,22 @@ def test_pool_shared_and_reused_then_plotted(run_options) -> None:
     pool_files = list((run_options.results_dir / "pools").glob("*.pt"))
     assert len(pool_files) == 1
     mtime = pool_files[0].stat().st_mtime_ns
-    b = run_probe("mnist-ap", "ce", "smoke", run_options, method_params={"label_smoothing": 0.2})
+    b = run_probe("mnist-ap", "uniloss", "smoke", run_options)  # another method: the same pool, not rebuilt
     assert a["status"] == b["status"] == "ok" and a["key"] != b["key"]
     assert a["pool_sha256"] == b["pool_sha256"] and pool_files[0].stat().st_mtime_ns == mtime
     assert a["n_batches"] == len(a["points"]) >= 20 and -1 <= a["spearman"] < 0
+    # state-level statistics: the batches come from the pool's model states, the baseline is ce itself
+    assert a["n_states"] == a["pool"]["states"] == len({p[2] for p in a["points"]}) >= 2
+    assert a["spearman_ci_low"] <= a["spearman"] <= a["spearman_ci_high"] and -1 <= a["spearman_within"] <= 1
+    assert a["baseline"] == "ce" and a["delta_spearman"] == 0 and b["delta_spearman"] == pytest.approx(
+        b["spearman"] - a["spearman"])
+    assert a["pool"]["metric_min"] < 0.2 and a["pool"]["metric_max"] > 0.8  # randomised targets spread the metric
     assert run_probe("mnist-ap", "ce", "smoke", run_options).get("reused")
 
     out = write(run_options.results_dir, run_options.results_dir / "LEADERBOARD.md")
     md = out.read_text()
-    assert "### Spearman probes (`smoke`)" in md and "plots/smoke-mnist-ap-probe.png" in md
+    assert "#### Spearman probe (`smoke`)" in md and "plots/smoke-mnist-ap-probe.png" in md
+    assert "per-state AP on the clean val split" in md and a["pool_sha256"][:12] in md
     png = run_options.results_dir / "plots" / "smoke-mnist-ap-probe.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert write(run_options.results_dir, out).read_text() == md  # regenerating gives the same file
@@ -62,3 +69,17 @@ def test_corrupt_pool_is_rebuilt(run_options) -> None:
     pool.write_bytes(b"garbage")
     rec = run_probe("mnist-ap", "ce", "smoke", run_options, method_params={"label_smoothing": 0.1})
     assert rec["status"] == "ok" and pool.stat().st_size > 1000
+
+
+def test_malformed_pool_is_rebuilt(run_options) -> None:
+    """A readable file that is not a whole pool (an old construction, a truncated dict) is rebuilt, not used."""
+    import torch
+
+    from surrogate_bench.plugins.registry import get_task
+    from surrogate_bench.probes.pool import pool_path
+
+    path = pool_path(run_options.results_dir, get_task("mnist-ap"), "smoke")
+    path.parent.mkdir(parents=True)
+    torch.save({"outputs": torch.zeros(3, 4, 2), "targets": torch.zeros(3, 4), "metric": torch.zeros(3)}, path)
+    rec = run_probe("mnist-ap", "ce", "smoke", run_options)
+    assert rec["status"] == "ok" and rec["pool"]["states"] >= 2 and "weights" in torch.load(path, weights_only=True)

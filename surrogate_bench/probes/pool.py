@@ -1,18 +1,24 @@
-"""The probe pool: one cached set of evaluation batches per task, identical for every method.
+"""The probe pool: one cached set of model states and evaluation batches per (task, profile), identical
+for every method.
 
-Model states along a baseline (CE / MSE-heatmap) training trajectory, each also with its
-weights perturbed at a few noise levels, are evaluated on held-out data and cut into
-batches, so the batch metric spreads over its range.
+Construction (version 2): the task's baseline loss (CE / MSE-heatmap) trains a fresh model with the
+profile's own budget and schedule; ``STATES`` snapshots are taken at evenly spaced steps of that run,
+ending at its last step, so the states span the trajectory up to the baseline's final accuracy (no
+untrained model, no weight noise). Each state's outputs on the probe split (validation, else test) are
+cut into batches (``COPIES`` shuffles); in every batch a uniform random fraction of the targets is
+randomised (the ReLoss recipe, :func:`~surrogate_bench.reloss.collect.randomize_targets`), so the batch
+metric spreads over [0, 1] at every state. The state weights and a set of clean held-out batches are
+kept for the descent probe.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from filelock import FileLock
@@ -21,26 +27,48 @@ from torch import Tensor, nn
 from .. import __version__
 from ..plugins.contracts import Profile, Task, TaskData
 from ..plugins.registry import get_method
+from ..reloss.collect import randomize_targets
 from ..running.runner import autocast, make_optimizer, train_step
 from ..running.store import atomic_write_bytes
 
-STAGES = 6  # snapshots along the trajectory, the untrained model included
-NOISE = (0.0, 0.3, 1.0)  # weight perturbation, in units of each tensor's std
-POOL_TRAIN_SIZE = 8192
-POOL_MAX_EPOCHS = 3
+POOL_VERSION = 2  # bump when the construction changes what a pool holds
+STATES = 8  # snapshots at steps k * total / STATES, k = 1..STATES (the last = the end of the baseline run)
+COPIES = 4  # shuffled cuts of the probe split per state
+MAX_BATCHES_PER_STATE = 32
+DESCENT_BATCHES = 8  # clean held-out batches per state for the descent probe
+KEYS = ("outputs", "targets", "metric", "state", "corrupted", "state_step", "state_metric", "weights",
+        "eval_index", "settings")
 
 
 @dataclass
 class ProbePool:
-    """B batches of outputs and targets with their exact batch metric."""
+    """B batches (outputs, partly randomised targets, exact batch metric) from S model states."""
 
     outputs: Tensor  # B x n x ...
     targets: Tensor  # B x n x ...
     metric: Tensor  # B
     digest: str  # sha256 of the stored pool: the same value for every method
+    state: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # B: the batch's model state
+    corrupted: Tensor = field(default_factory=lambda: torch.zeros(0))  # B: fraction of targets randomised
+    state_step: list[int] = field(default_factory=list)  # S: baseline step of each state
+    state_metric: list[float] = field(default_factory=list)  # S: exact metric of each state on the clean probe split
+    weights: list[dict[str, Tensor]] = field(default_factory=list)  # S: model state dicts (descent probe)
+    eval_index: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))  # E x n probe-split indices
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.metric.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """What a probe record says about the pool it was measured on."""
+        per_state = torch.bincount(self.state, minlength=len(self.state_step)).tolist() if len(self.state) else []
+        return {"construction": self.settings.get("construction"), "baseline": self.settings.get("baseline"),
+                "states": len(self.state_step), "state_step": list(self.state_step),
+                "total_steps": self.settings.get("total_steps"),
+                "state_metric": [float(m) for m in self.state_metric], "batches_per_state": per_state,
+                "batch_size": self.settings.get("batch"), "split": self.settings.get("split"),
+                "metric_min": float(self.metric.min()) if len(self) else None,
+                "metric_max": float(self.metric.max()) if len(self) else None}
 
 
 def baseline_method(task: Task) -> str:
@@ -53,9 +81,9 @@ def pool_batch_size(task: Task) -> int:
 
 def pool_settings(task: Task, profile_name: str) -> dict:
     return {"task": task.config(), "profile": profile_name, "profile_settings": task.profile(profile_name).as_dict(),
-            "baseline": baseline_method(task), "stages": STAGES, "noise": list(NOISE),
-            "batch": pool_batch_size(task), "train_size": POOL_TRAIN_SIZE, "epochs": POOL_MAX_EPOCHS,
-            "version": __version__}
+            "baseline": baseline_method(task), "states": STATES, "copies": COPIES,
+            "max_batches_per_state": MAX_BATCHES_PER_STATE, "descent_batches": DESCENT_BATCHES,
+            "batch": pool_batch_size(task), "construction": POOL_VERSION, "version": __version__}
 
 
 def pool_path(results_dir: Path, task: Task, profile_name: str) -> Path:
@@ -64,7 +92,8 @@ def pool_path(results_dir: Path, task: Task, profile_name: str) -> Path:
 
 
 @torch.no_grad()
-def _outputs(task: Task, model: nn.Module, x: Tensor, device: torch.device, profile: Profile) -> Tensor:
+def model_outputs(task: Task, model: nn.Module, x: Tensor, device: torch.device, profile: Profile) -> Tensor:
+    """Raw outputs on storage samples ``x`` (eval mode, no augmentation, float32)."""
     model.eval()
     outs = []
     for s in range(0, len(x), profile.eval_batch_size):
@@ -73,76 +102,102 @@ def _outputs(task: Task, model: nn.Module, x: Tensor, device: torch.device, prof
     return torch.cat(outs)
 
 
-def _perturbed(model: nn.Module, scale: float, gen: torch.Generator) -> nn.Module:
-    if scale == 0:
-        return model
-    noisy = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in noisy.parameters():
-            if p.numel() > 1:
-                p.add_(torch.randn(p.shape, generator=gen, device="cpu").to(p.device) * p.std() * scale)
-    return noisy
+def probe_split(data: TaskData):
+    return data.val if len(data.val) else data.test
 
 
-def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device, seed: int = 0) -> dict:
-    """Train the baseline briefly, snapshot outputs on the validation split, cut into batches."""
-    profile = task.profile(profile_name)
+def snapshot_steps(total: int, states: int = STATES) -> list[int]:
+    """Evenly spaced steps ending at ``total`` (duplicates dropped when the run is shorter than ``states``)."""
+    return sorted({max(1, round(k * total / states)) for k in range(1, states + 1)})
+
+
+def train_baseline(task: Task, data: TaskData, profile: Profile, device: torch.device, seed: int,
+                   at: list[int]) -> list[dict[str, Tensor]]:
+    """The baseline loss trained with the profile's optimiser and schedule; CPU state dicts at steps ``at``."""
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    noise_gen = torch.Generator().manual_seed(seed + 1)
-    train = data.train.head(POOL_TRAIN_SIZE)
-    probe = data.val if len(data.val) else data.test
     model = task.build_model().to(device)
     loss_fn = get_method(baseline_method(task)).make_loss(task)
     opt = make_optimizer(profile, model.parameters())
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(profile.milestones), profile.gamma)
+    train = data.train
     bs = min(profile.batch_size, len(train))
     steps_per_epoch = len(train) // bs
-    total = steps_per_epoch * min(profile.epochs, POOL_MAX_EPOCHS)
-    snap_at = {round(i * total / (STAGES - 1)) for i in range(STAGES)}
-    snapshots: list[Tensor] = []
-
-    def snapshot() -> None:
-        for scale in NOISE:
-            snapshots.append(_outputs(task, _perturbed(model, scale, noise_gen), probe.x, device, profile).cpu())
-
-    step = 0
-    if 0 in snap_at:
-        snapshot()
-    while step < total:
+    wanted, states, step = set(at), [], 0
+    for _ in range(profile.epochs):
         perm = torch.randperm(len(train), device=device, generator=gen)
+        model.train()
         for i in range(steps_per_epoch):
-            model.train()
             idx = perm[i * bs:(i + 1) * bs]
             train_step(task, model, loss_fn, opt, train.x[idx], train.y[idx], gen, device, profile.amp)
             step += 1
-            if step in snap_at:
-                snapshot()
-            if step >= total:
-                break
+            if step in wanted:
+                states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        sched.step()
+    return states
 
+
+def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device, seed: int = 0) -> dict:
+    """Snapshot a baseline run, cut each state's probe-split outputs into partly randomised batches."""
+    profile = task.profile(profile_name)
     n = pool_batch_size(task)
-    per_state = len(probe) // n
-    if per_state == 0:
+    probe = probe_split(data)
+    if len(probe) < n:
         raise ValueError(f"probe split of {task.name} has {len(probe)} samples; need at least {n}")
-    ys = probe.y[: per_state * n].cpu()
-    outs, tgts, metrics = [], [], []
-    for out in snapshots:
-        ob = out[: per_state * n].reshape(per_state, n, *out.shape[1:])
-        yb = ys.reshape(per_state, n, *ys.shape[1:])
-        for o, t in zip(ob, yb):
-            m = task.metric(o, t)
-            if m == m:  # drop batches where the metric is undefined (e.g. AP without a positive)
-                outs.append(o)
-                tgts.append(t)
-                metrics.append(m)
-    return {"outputs": torch.stack(outs).to(torch.float16 if task.output_kind == "heatmaps" else torch.float32),
-            "targets": torch.stack(tgts), "metric": torch.tensor(metrics, dtype=torch.float64),
-            "settings": json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)}
+    total = (len(data.train) // min(profile.batch_size, len(data.train))) * profile.epochs
+    steps = snapshot_steps(total)
+    weights = train_baseline(task, data, profile, device, seed, steps)
+    gen = torch.Generator().manual_seed(seed + 1)
+    ys = probe.y.cpu()
+    m = len(probe) // n * n
+    eval_index = torch.randperm(len(probe), generator=gen)[: min(DESCENT_BATCHES, m // n) * n].view(-1, n)
+    model = task.build_model().to(device)
+    outs, tgts, metrics, state_ids, fracs, state_metric = [], [], [], [], [], []
+    for s, w in enumerate(weights):
+        model.load_state_dict(w)
+        out = model_outputs(task, model, probe.x, device, profile).cpu()
+        state_metric.append(float(task.metric(out, ys)))
+        cut_o, cut_t = [], []
+        for _ in range(COPIES):
+            idx = torch.randperm(len(probe), generator=gen)[:m]
+            cut_o.append(out[idx].reshape(-1, n, *out.shape[1:]))
+            cut_t.append(ys[idx].reshape(-1, n, *ys.shape[1:]))
+        o, clean = torch.cat(cut_o)[:MAX_BATCHES_PER_STATE], torch.cat(cut_t)[:MAX_BATCHES_PER_STATE]
+        noisy = randomize_targets(task, clean, o, gen)
+        metric = task.batch_metric(o, noisy).double()
+        frac = (noisy != clean).flatten(2).any(-1).double().mean(1) if noisy.dim() > 2 else (noisy != clean).double().mean(1)
+        keep = torch.isfinite(metric)  # e.g. AP of a batch without a positive
+        outs.append(o[keep])
+        tgts.append(noisy[keep])
+        metrics.append(metric[keep])
+        fracs.append(frac[keep])
+        state_ids.append(torch.full((int(keep.sum()),), s, dtype=torch.long))
+    settings = {**pool_settings(task, profile_name), "split": "val" if len(data.val) else "test",
+                "total_steps": total, "seed": seed}
+    return {"outputs": torch.cat(outs).to(torch.float16 if task.output_kind == "heatmaps" else torch.float32),
+            "targets": torch.cat(tgts), "metric": torch.cat(metrics), "state": torch.cat(state_ids),
+            "corrupted": torch.cat(fracs), "state_step": torch.tensor(steps[:len(weights)]),
+            "state_metric": torch.tensor(state_metric, dtype=torch.float64), "weights": weights,
+            "eval_index": eval_index, "settings": json.dumps(settings, sort_keys=True, default=str)}
+
+
+def _well_formed(state: Any) -> bool:
+    """A stored pool has every field, consistent lengths and at least one batch."""
+    if not isinstance(state, dict) or any(k not in state for k in KEYS):
+        return False
+    try:
+        b, s = int(state["metric"].shape[0]), len(state["weights"])
+        return (b > 0 and s > 0 and state["outputs"].shape[0] == state["targets"].shape[0] == b
+                and state["state"].shape[0] == state["corrupted"].shape[0] == b
+                and int(state["state"].max()) < s and len(state["state_step"]) == len(state["state_metric"]) == s
+                and isinstance(json.loads(state["settings"]), dict))
+    except Exception:
+        return False
 
 
 def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device,
                        results_dir: Path, log=print) -> ProbePool:
-    """The cached pool for (task, profile), built once; a corrupted cache file is rebuilt."""
+    """The cached pool for (task, profile), built once; an unreadable or malformed cache file is rebuilt."""
     path = pool_path(results_dir, task, profile_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
@@ -153,13 +208,19 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
                 digest = hashlib.sha256(raw).hexdigest()
             except Exception:
-                log(f"probe pool {path.name} is unreadable; rebuilding")
+                state = None
+            if not _well_formed(state):
+                log(f"probe pool {path.name} is unreadable or malformed; rebuilding")
                 state = None
         if state is None:
-            log(f"building probe pool for {task.name} ({profile_name})")
+            log(f"building probe pool for {task.name} ({profile_name}): a {baseline_method(task)} run of the "
+                f"profile, {STATES} states")
             state = build_pool(task, data, profile_name, device)
             buf = io.BytesIO()
             torch.save(state, buf)
             atomic_write_bytes(path, buf.getvalue())
             digest = hashlib.sha256(buf.getvalue()).hexdigest()
-    return ProbePool(state["outputs"].float(), state["targets"], state["metric"], digest)
+    return ProbePool(state["outputs"].float(), state["targets"], state["metric"], digest, state=state["state"],
+                     corrupted=state["corrupted"], state_step=[int(v) for v in state["state_step"]],
+                     state_metric=[float(v) for v in state["state_metric"]], weights=state["weights"],
+                     eval_index=state["eval_index"], settings=json.loads(state["settings"]))

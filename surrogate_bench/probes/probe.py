@@ -1,66 +1,30 @@
 """Spearman probes: how well a loss's batch value ranks batches like the exact metric does.
 
-The papers' sign: rho = -1 means lower loss <=> better metric (perfect alignment).
+The papers' sign: rho = -1 means lower loss <=> better metric (perfect alignment). Statistics (overall,
+within and between model states, state-bootstrap intervals, the paired difference to the task's
+baseline loss on the same batches) are in :mod:`.stats`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from .. import __version__
 from ..plugins.contracts import PrepareContext
 from ..running.environment import environment
-from .pool import load_or_build_pool
+from .pool import baseline_method, load_or_build_pool
+from .stats import N_BOOTSTRAP, kendall, rank_stats, spearman  # noqa: F401  (re-exported: the probe's statistics)
 from ..plugins.registry import get_task, method_for
 from ..running.runner import RunOptions, load_task_data
 from ..running.store import recorded
 
-N_BOOTSTRAP = 1000
-
-
-def _finite_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """scipy's Spearman rho (average ranks for ties); NaN, silently, for constant input."""
-    x, y = _finite_pair(np.asarray(x, float), np.asarray(y, float))
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(stats.spearmanr(x, y).statistic)
-
-
-def kendall(x: np.ndarray, y: np.ndarray) -> float:
-    """scipy's Kendall tau-b (tie-corrected); NaN, silently, for constant input."""
-    x, y = _finite_pair(np.asarray(x, float), np.asarray(y, float))
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(stats.kendalltau(x, y).statistic)
-
-
-def rank_stats(loss: np.ndarray, metric: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Spearman rho with a percentile-bootstrap 95% interval (paired resampling) and Kendall tau."""
-    loss, metric = _finite_pair(np.asarray(loss, float), np.asarray(metric, float))
-    rho = spearman(loss, metric)
-    lo = hi = float("nan")
-    if rho == rho and len(loss) >= 4:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap((loss, metric), spearman, paired=True, vectorized=False,
-                                  n_resamples=N_BOOTSTRAP, confidence_level=0.95, method="percentile",
-                                  rng=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return {"spearman": rho, "spearman_ci_low": lo, "spearman_ci_high": hi, "kendall": kendall(loss, metric),
-            "n_batches": int(len(loss))}
+PROBE_VERSION = 2  # 2: pool of states along a whole baseline run, state-bootstrap statistics, paired deltas
 
 
 def probe_path(results_dir: Path, task: str, method: str, profile: str, key: str) -> Path:
@@ -69,7 +33,7 @@ def probe_path(results_dir: Path, task: str, method: str, profile: str, key: str
 
 def probe_key(task, method, profile: str) -> str:
     blob = json.dumps({"task": task.config(), "method": method.config(), "profile": profile,
-                       "version": __version__}, sort_keys=True, default=str)
+                       "probe_version": PROBE_VERSION, "version": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -101,8 +65,16 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
                              artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
         artifact = method.prepare(task, ctx)
         losses = batch_losses(method.make_loss(task), pool.outputs, pool.targets, opts.device)
-        metric = pool.metric.numpy()
-        return dict(pool_sha256=pool.digest, artifact=artifact, **rank_stats(losses, metric),
-                    points=[[float(a), float(b)] for a, b in zip(losses, metric)])
+        base_name = baseline_method(task)
+        if method_name == base_name and method.p == method_for(task, base_name).p:
+            base = losses
+        else:
+            base = batch_losses(method_for(task, base_name).make_loss(task), pool.outputs, pool.targets, opts.device)
+        metric, states = pool.metric.numpy(), pool.state.numpy()
+        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=artifact, baseline=base_name,
+                    bootstrap={"resamples": "model states (clusters), with replacement", "n": N_BOOTSTRAP,
+                               "interval": "percentile 95%"},
+                    **rank_stats(losses, metric, states, baseline=base),
+                    points=[[float(a), float(b), int(c)] for a, b, c in zip(losses, metric, states)])
 
     return recorded(path, opts.force, base, method.supports(task), work)

@@ -1,0 +1,281 @@
+"""The descent probe: does a step along a loss's gradient improve the exact metric?
+
+A loss whose *value* tracks the metric (a good Spearman probe) may still have a gradient that does not
+improve it. From every model state of the task's probe pool, each loss takes ``STEPS`` normalised
+gradient steps on the same training batches, and the change of the exact metric is measured on the
+pool's clean held-out batches.
+
+Matched step size: every step has the same parameter-space norm for every loss, ``eps = lr x |g_base|``
+(the profile's learning rate times the norm of the baseline loss's gradient on the state's first step
+batch: the step plain SGD would take with the baseline), so losses differ only in *direction*. Gradients
+are taken in training mode (batch-norm batch statistics) on un-augmented inputs; only parameters move,
+batch-norm running statistics stay the state's. Stochastic losses are seeded per state.
+
+Where cheap, the cosine between each loss's descent direction -grad and a finite-difference estimate of
+the metric's ascent direction is reported, restricted to the model's output layer W (a few hundred
+parameters; the eval-mode features of the held-out samples stay fixed). The estimate is Gaussian
+smoothing with antithetic pairs, g_hat = sum_k [m(W + s u_k) - m(W - s u_k)] u_k / (2 s K), u_k ~ N(0, I),
+K = ``FD_DIRECTIONS``, s = ``FD_SCALE`` x the RMS of W, m = the mean exact metric of the held-out batches.
+The directions are seeded per state, so every loss is compared with the same estimate; its noise
+(K < dim W, a piecewise-constant metric) caps the cosine well below 1 for every loss alike, so read it
+across losses, not against 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from ..plugins.contracts import PrepareContext, Task, TaskData
+from ..plugins.registry import get_task, method_for
+from ..running.environment import environment
+from ..running.runner import RunOptions, load_task_data
+from ..running.store import recorded
+from .pool import ProbePool, baseline_method, load_or_build_pool, probe_split
+from .stats import cluster_mean
+
+DESCENT_VERSION = 1
+STEPS = 5  # normalised steps per state, each on its own (shared) training batch
+FD_DIRECTIONS = 512  # antithetic random directions of the output-layer finite-difference estimate
+FD_SCALE = 0.1  # perturbation per coordinate, in units of the output layer's RMS weight
+FD_CHUNK = 64  # perturbations evaluated at once
+
+_BASELINE_CACHE: dict[str, dict[str, Any]] = {}  # one process probing several methods measures the baseline once
+
+
+def descent_settings() -> dict[str, Any]:
+    return {"version": DESCENT_VERSION, "steps": STEPS, "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE,
+            "step_norm": "profile lr x |grad of the baseline loss| on the state's first step batch"}
+
+
+def _params(model: nn.Module) -> list[Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _held_out_metric(task: Task, model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> Tensor:
+    """Exact metric of each held-out batch (E x n samples -> E values), eval mode."""
+    model.eval()
+    with torch.no_grad():
+        flat = x.flatten(0, 1)
+        out = torch.cat([model(task.inputs(flat[i:i + chunk], train=False)).float() for i in range(0, len(flat), chunk)])
+    return task.batch_metric(out.view(*x.shape[:2], *out.shape[1:]).cpu(), y.cpu()).double()
+
+
+def _grad(task: Task, model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor) -> list[Tensor]:
+    model.train()
+    out = model(task.inputs(x, train=False)).float()
+    return list(torch.autograd.grad(loss_fn(out, y), _params(model), allow_unused=True))
+
+
+def _norm(grads: list[Tensor | None]) -> Tensor:
+    return torch.sqrt(sum((g.double().square().sum() for g in grads if g is not None), torch.zeros((), dtype=torch.float64)))
+
+
+def descend(task: Task, model: nn.Module, loss_fn: Callable, step_x: Tensor, step_y: Tensor, eps: float) -> int:
+    """``len(step_x)`` steps of norm ``eps`` along -grad of ``loss_fn`` (in place); returns the steps whose
+    gradient was zero or not finite (those do not move)."""
+    stuck = 0
+    for x, y in zip(step_x, step_y):
+        grads = _grad(task, model, loss_fn, x, y)
+        norm = float(_norm(grads))
+        if not np.isfinite(norm) or norm == 0:
+            stuck += 1
+            continue
+        with torch.no_grad():
+            for p, g in zip(_params(model), grads):
+                if g is not None:
+                    p.sub_(g.to(p.dtype), alpha=eps / norm)
+    return stuck
+
+
+def _output_layer(model: nn.Module, x: Tensor) -> tuple[nn.Module, Tensor] | None:
+    """The last parameterised module run and its input, when its output is the model's output (else None)."""
+    seen: list[tuple[nn.Module, Tensor, Tensor]] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0].detach(), out.detach())))
+             for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not seen or not isinstance(seen[-1][0], (nn.Linear, nn.Conv2d)) or not torch.equal(seen[-1][2], out):
+        return None
+    return seen[-1][0], seen[-1][1]
+
+
+def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tensor, y: Tensor,
+              seed: int) -> dict[str, float]:
+    """Cosine between -grad of each loss and the estimated metric ascent direction, output layer only.
+
+    ``x``/``y``: E x n held-out storage batches and clean targets. NaN when the output layer is not the
+    model's last operation or the estimate is zero (no perturbation changed the metric)."""
+    flat_x, flat_y = x.flatten(0, 1), y.flatten(0, 1)
+    found = _output_layer(model, task.inputs(flat_x, train=False))
+    if found is None:
+        return {name: float("nan") for name in losses}
+    layer, feats = found
+    names = [n for n, _ in layer.named_parameters()]
+    base = {n: p.detach().clone() for n, p in layer.named_parameters()}
+    flat = torch.cat([v.flatten() for v in base.values()])
+    sizes = [v.numel() for v in base.values()]
+
+    def outputs(w: Tensor) -> Tensor:
+        parts = dict(zip(names, (t.view_as(base[n]) for n, t in zip(names, torch.split(w, sizes)))))
+        return torch.func.functional_call(layer, parts, (feats,)).float()
+
+    def metric_of(ws: Tensor) -> Tensor:
+        outs = torch.func.vmap(outputs)(ws)  # K x (E n) x ...: every perturbation in one call
+        b = outs.reshape(len(ws) * x.shape[0], x.shape[1], *outs.shape[2:])
+        t = y.repeat(len(ws), *([1] * (y.dim() - 1)))
+        return task.batch_metric(b.cpu(), t.cpu()).double().view(len(ws), x.shape[0]).nanmean(1)
+
+    with torch.no_grad():
+        feats_shape_out = outputs(flat).shape[1:]
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(FD_DIRECTIONS, flat.numel(), generator=gen, dtype=torch.float64).to(flat.device)
+    s = FD_SCALE * float(flat.double().square().mean().sqrt())
+    diffs = []
+    with torch.no_grad():
+        for i in range(0, FD_DIRECTIONS, FD_CHUNK):
+            uc = u[i:i + FD_CHUNK].to(flat.dtype)
+            diffs.append(metric_of(flat + s * uc) - metric_of(flat - s * uc))
+    g_hat = (torch.cat(diffs).to(u.device)[:, None] * u).sum(0) / (2 * s * FD_DIRECTIONS)
+    if not task.higher_is_better:
+        g_hat = -g_hat
+    out: dict[str, float] = {}
+    for name, loss_fn in losses.items():
+        torch.manual_seed(seed)
+        w = flat.clone().requires_grad_(True)
+        out_w = outputs(w).reshape(*x.shape[:2], *feats_shape_out)
+        val = torch.stack([loss_fn(o, t) for o, t in zip(out_w, y)]).mean()  # the mean batch loss
+        (g,) = torch.autograd.grad(val, w, allow_unused=True)
+        if g is None or not float(g_hat.norm()) > 0 or not float(g.norm()) > 0:
+            out[name] = float("nan")
+        else:
+            out[name] = float(torch.nn.functional.cosine_similarity(-g.double(), g_hat, dim=0))
+    return out
+
+
+def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable, device: torch.device,
+                  lr: float, batch_size: int, seed: int = 0, fd: bool = True) -> dict[str, Any]:
+    """Per state: the exact-metric change on each held-out batch after ``STEPS`` matched steps, the step
+    norm, and the output-layer finite-difference cosine. Signs: positive change = the metric improved."""
+    probe = probe_split(data)
+    ex, ey = probe.x[pool.eval_index.to(probe.x.device)], probe.y[pool.eval_index.to(probe.y.device)]
+    base_loss = method_for(task, baseline_method(task)).make_loss(task)
+    sign = 1.0 if task.higher_is_better else -1.0
+    model = task.build_model().to(device)
+    bs = min(batch_size, len(data.train))
+    chunk = max(1, ex.shape[1] * 4)
+    rows: list[dict[str, Any]] = []
+    for s, weights in enumerate(pool.weights):
+        model.load_state_dict(weights)
+        before = _held_out_metric(task, model, ex, ey, chunk)
+        gen = torch.Generator().manual_seed(seed * 1000 + s)
+        idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(STEPS)]).to(data.train.x.device)
+        sx, sy = data.train.x[idx], data.train.y[idx]
+        eps = lr * float(_norm(_grad(task, model, base_loss, sx[0], sy[0])))
+        torch.manual_seed(seed * 1000 + s)  # a stochastic loss (random anchors) draws the same numbers for every run
+        stuck = descend(task, model, loss_fn, sx, sy, eps)
+        for name, buf in model.named_buffers():  # batch-norm running statistics: back to the state's
+            buf.copy_(weights[name])
+        after = _held_out_metric(task, model, ex, ey, chunk)
+        model.load_state_dict(weights)
+        cos = fd_cosine(task, model, {"loss": loss_fn}, ex, ey, seed * 1000 + s)["loss"] if fd else float("nan")
+        rows.append({"state": s, "step_norm": eps, "stuck_steps": stuck, "fd_cosine": cos,
+                     "before": before.tolist(), "change": (sign * (after - before)).tolist()})
+    return {"states": rows}
+
+
+def summarise(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Mean metric change per batch with a state-bootstrap interval, the paired difference to the baseline,
+    the mean output-layer cosine."""
+    change = np.concatenate([np.asarray(r["change"], float) for r in rows])
+    clusters = np.concatenate([np.full(len(r["change"]), r["state"]) for r in rows])
+    base = np.concatenate([np.asarray(r["change"], float) for r in base_rows]) if base_rows else None
+    st = cluster_mean(change, clusters, baseline=base)
+    cos = np.asarray([r["fd_cosine"] for r in rows], float)
+    cos_stats = cluster_mean(cos, np.arange(len(cos))) if np.isfinite(cos).any() else None
+    out = {"improvement": st["mean"], "improvement_ci_low": st["ci_low"], "improvement_ci_high": st["ci_high"],
+           "n_states": st["n_states"], "n_batches": st["n_batches"],
+           "fd_cosine": cos_stats["mean"] if cos_stats else float("nan"),
+           "fd_cosine_ci_low": cos_stats["ci_low"] if cos_stats else float("nan"),
+           "fd_cosine_ci_high": cos_stats["ci_high"] if cos_stats else float("nan")}
+    if base is not None:
+        out.update(delta_improvement=st["delta"], delta_improvement_ci_low=st["delta_ci_low"],
+                   delta_improvement_ci_high=st["delta_ci_high"])
+    return out
+
+
+def descent_path(results_dir: Path, task: str, method: str, profile: str, key: str) -> Path:
+    return Path(results_dir) / "descent" / profile / task / f"{method}-{key[:10]}.json"
+
+
+def descent_key(task: Task, method, profile: str) -> str:
+    blob = json.dumps({"task": task.config(), "method": method.config(), "profile": profile,
+                       "descent": descent_settings(), "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions,
+                task_params: dict | None = None, method_params: dict | None = None) -> dict[str, Any]:
+    """Descent-probe one (task, method) from the states of the task's shared pool; returns (and stores) its record."""
+    task = get_task(task_name, **(task_params or {}))
+    method = method_for(task, method_name, **(method_params or {}))
+    key = descent_key(task, method, profile)
+    path = descent_path(opts.results_dir, task_name, method_name, profile, key)
+
+    def base() -> dict[str, Any]:
+        return {"kind": "descent", "key": key, "task": task_name, "method": method_name, "profile": profile,
+                "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
+                "higher_is_better": task.higher_is_better, "settings": descent_settings(),
+                "environment": environment(opts.device)}
+
+    def work() -> dict[str, Any]:
+        prof = task.profile(profile)
+        data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
+        pool = load_or_build_pool(task, data, profile, opts.device, opts.results_dir, opts.log)
+        ctx = PrepareContext(data=data, device=opts.device, profile=prof, profile_name=profile, seed=0,
+                             artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
+        artifact = method.prepare(task, ctx)
+
+        def measure(loss_fn: Callable) -> dict[str, Any]:
+            return descent_probe(task, data, pool, loss_fn, opts.device, prof.lr, prof.batch_size)
+
+        base_name = baseline_method(task)
+        cache_key = json.dumps([pool.digest, task.config(), profile, descent_settings()], sort_keys=True, default=str)
+        if method_name == base_name and method.p == method_for(task, base_name).p:
+            mine = base_res = measure(method.make_loss(task))
+            _BASELINE_CACHE[cache_key] = base_res
+        else:
+            if cache_key not in _BASELINE_CACHE:
+                _BASELINE_CACHE[cache_key] = measure(method_for(task, base_name).make_loss(task))
+            base_res = _BASELINE_CACHE[cache_key]
+            mine = measure(method.make_loss(task))
+        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=artifact, baseline=base_name,
+                    **summarise(mine["states"], base_res["states"]), states=mine["states"])
+
+    return recorded(path, opts.force, base, method.supports(task), work)
+
+
+def descent_line(rec: dict[str, Any]) -> str:
+    """One line per descent record for the CLI."""
+    head = f"descent {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
+    if rec["status"] != "ok":
+        return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+
+    def f(v: Any) -> str:
+        return "nan" if v is None else f"{v:+.4f}"
+
+    return head + (f"metric change {f(rec['improvement'])} [{f(rec['improvement_ci_low'])}, "
+                   f"{f(rec['improvement_ci_high'])}] vs {rec['baseline']} {f(rec.get('delta_improvement'))}, "
+                   f"output-layer cosine {f(rec['fd_cosine'])} over {rec['n_states']} states")
