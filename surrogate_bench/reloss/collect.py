@@ -94,8 +94,8 @@ def stage_outputs(task: Task, data: TaskData, profile: Profile, pool_x: Tensor, 
             perm, pos = torch.randperm(n, device=device, generator=gen), 0
         idx = perm[pos:pos + bs]
         pos += bs
-        xb = task.inputs(data.train.x[idx], train=True, generator=gen)
-        loss = baseline_values(task, model(xb).float(), data.train.y[idx])
+        xb, yb = task.train_batch(data.train.x[idx], data.train.y[idx], gen)
+        loss = baseline_values(task, model(xb).float(), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
