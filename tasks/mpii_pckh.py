@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import Profile, Split, TaskData
-from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops,
+from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops, mpii_files,
                                            read_annotations, read_ground_truth)
 from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable, SuiteError
 from surrogate_bench.taskkit.metrics import SC_BIAS, head_sizes, pckh_correct
@@ -74,6 +74,9 @@ class MpiiPCKh(PoseTask):
             return super().train_batch(x, y, generator)
         images, y = warp_pose_batch(x.float(), y, self.heatmap_size[0], list(self.p["joints"]), s, generator)
         return self.inputs(images, train=True, generator=generator), y
+
+    def data_files(self, data_root: Path) -> list[Path]:
+        return mpii_files(data_root)
 
     def load(self, data_root: Path, *, download: bool = False) -> TaskData:
         root = Path(data_root)
