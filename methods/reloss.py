@@ -69,6 +69,13 @@ class ReLoss(Method):
         """The classification net variant: released weights only fit the authors' probability network."""
         return "prob" if self.p["weights"] else self.p["cls_input"]
 
+    def lossnet(self, task: Task) -> torch.nn.Module:
+        """A fresh loss network for the task (variants' extra params, read with defaults, keep this
+        method's artifact identity unchanged)."""
+        size = getattr(task, "heatmap_size", None) if task.output_kind == "heatmaps" else None
+        return build_lossnet(task.output_kind, self.p["hidden"], self.cls_input(),
+                             self.p.get("heatmap_net", "stats"), size)
+
     def supports(self, task: Task) -> str | None:
         if task.output_kind not in {"logits", "heatmaps"}:
             return f"reloss has no loss network for {task.name} outputs ({task.output_kind})"
@@ -100,17 +107,18 @@ class ReLoss(Method):
         budget = budget_for(ctx.profile_name, self.p["epochs"])
         seed = int(self.p["loss_seed"])
         t0 = time.perf_counter()
-        train, val = collect(task, ctx.data, ctx.profile, budget, self.p["batch_size"], seed, ctx.log)
+        train, val = collect(task, ctx.data, ctx.profile, budget, self.p["batch_size"], seed, ctx.log,
+                             self.p.get("train_labels", "shuffle"), self.p.get("val_labels", "shuffle"))
         collect_time = time.perf_counter() - t0
         ctx.log(f"reloss: {len(train)} training / {len(val)} held-out batches collected in {collect_time:.1f}s")
         torch.manual_seed(seed)
-        net = build_lossnet(task.output_kind, self.p["hidden"], self.cls_input())
+        net = self.lossnet(task)
         settings = TrainSettings(epochs=budget.epochs, group=self.p["group"], lr=self.p["lr"],
                                  weight_decay=self.p["weight_decay"], gp_weight=self.p["gp_weight"],
                                  gp_norm=self.p["gp_norm"], gp_batches=self.p["gp_batches"],
                                  match_scale=self.p["match_scale"], sigma=self.p["sigma"])
         ranker = SoftRanker(self.p["sorting_network"], self.p["steepness"], self.p["distribution"],
-                            self.p["art_lambda"])
+                            self.p["art_lambda"], standardize=bool(self.p.get("standardize", True)))
         gen = torch.Generator(device=train.outputs.device)
         gen.manual_seed(seed)
         threads = torch.get_num_threads()
@@ -127,7 +135,7 @@ class ReLoss(Method):
             if not self.p["weights"]:
                 raise SuiteError("reloss: make_loss() needs prepare() first (or the weights parameter)")
             self._state = load_released(self.p["weights"], self.p["weights_sha256"])
-        net = build_lossnet(task.output_kind, self.p["hidden"], self.cls_input())
+        net = self.lossnet(task)
         try:
             net.load_state_dict({"scale": net.scale, **self._state})  # released weights have no scale: 1
         except RuntimeError as exc:

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task
 from surrogate_bench.running.cuda_graphs import graphed_loss
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.uniloss import AnchorSpec, Refactoring, uniloss_value
+from surrogate_bench.uniloss.ap import AveragePrecisionRefactoring, ReleaseAveragePrecisionRefactoring
 
 
 class UniLoss(Method):
-    """Loss = -g~(2 sigmoid(c / temperature) - 1): anchors best + good + nearby + bad (16 each, as the paper)."""
+    """Loss = -g~(2 sigmoid(c / temperature) - 1): anchors best + good + nearby + bad (16 each, as the paper).
+
+    Release options (off by default; ``uniloss-release`` turns them all on; docs/fidelity.md):
+    ``release_sigmoid``: a sigmoid on logits-task outputs before the comparisons (the released CIFAR / MNIST
+    models end in one; AP compares sigmoid(log-odds)); ``release_sign``: the released backward's sign error
+    in the quotient rule (dense refactorings); ``release_ap``: the released AP g (cyclic pairs 0,
+    interpolated AP); ``pose_anchors=release``: the pose release's anchors (PCKh).
+    """
 
     name = "uniloss"
     params = {"temperature": 1.0, "n_good": 16, "good_flips": 1, "n_nearby": 16, "nearby_flips": 1,
-              "n_bad": 16, "top_k": 0, "gain": 1.0}
+              "n_bad": 16, "top_k": 0, "gain": 1.0, "release_sigmoid": False, "release_sign": False,
+              "release_ap": False, "pose_anchors": "suite"}
 
     def validate(self) -> None:
+        if self.p["pose_anchors"] not in {"suite", "release"}:
+            raise SuiteError(f"uniloss: pose_anchors must be suite or release, not {self.p['pose_anchors']!r}")
         if not self.p["gain"] > 0:
             raise SuiteError(f"uniloss: gain must be > 0, got {self.p['gain']}")
         if not self.p["temperature"] > 0:
@@ -39,6 +51,13 @@ class UniLoss(Method):
             if not hasattr(ref, "top_k"):
                 raise SuiteError(f"uniloss: top_k applies to accuracy-style refactorings, not {task.name}'s")
             ref = dataclasses.replace(ref, top_k=self.p["top_k"])
+        if self.p["release_ap"] and isinstance(ref, AveragePrecisionRefactoring):
+            ref = ReleaseAveragePrecisionRefactoring(decode=ref.decode)
+        if self.p["release_sigmoid"] and task.output_kind == "logits" and isinstance(ref, AveragePrecisionRefactoring):
+            decode = ref.decode
+            ref = dataclasses.replace(ref, decode=lambda outputs: torch.sigmoid(decode(outputs)))
+        if self.p["pose_anchors"] == "release" and hasattr(ref, "release_anchors"):
+            ref = dataclasses.replace(ref, release_anchors=True)
         return ref
 
     def anchor_spec(self) -> AnchorSpec:
@@ -47,11 +66,16 @@ class UniLoss(Method):
 
     def make_loss(self, task: Task) -> LossFn:
         ref, spec, temperature = self.refactoring(task), self.anchor_spec(), float(self.p["temperature"])
-        gain = float(self.p["gain"])
+        gain, release_sign = float(self.p["gain"]), bool(self.p["release_sign"])
+        # AP gets its sigmoid on the decoded score (refactoring above); other logits tasks on every output
+        squash = (self.p["release_sigmoid"] and task.output_kind == "logits"
+                  and not isinstance(ref, AveragePrecisionRefactoring))
 
         def loss(outputs: Tensor, targets: Tensor) -> Tensor:
             # gain scales the gradient only: the loss value stays minus the metric estimate
-            return -uniloss_value(ref, outputs, targets, spec, temperature, gain)
+            if squash:
+                outputs = torch.sigmoid(outputs)
+            return -uniloss_value(ref, outputs, targets, spec, temperature, gain, release_sign)
 
         # on CUDA the loss's ~100 small kernels cost more CPU launch time than the network step itself
         return graphed_loss(loss)

@@ -340,6 +340,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = []
     for name in select("task", args.task, False):
         task = get_task(name)
+        if args.profile not in task.profiles and name != args.task:  # a pattern matched it: skip, say so
+            print(f"bench: {name} has no profile {args.profile!r}; skipped", file=sys.stderr)
+            continue
         methods = [method_for(task, m) for m in method_names]
         rows += bench_task(task, methods, device, root, args.profile, max(1, args.steps),
                            step_capture=args.step_capture)

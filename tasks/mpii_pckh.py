@@ -11,9 +11,10 @@ from torch import Tensor
 from surrogate_bench.plugins.contracts import Profile, Split, TaskData
 from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops, mpii_files,
                                            read_annotations, read_ground_truth)
-from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable
+from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable, SuiteError
 from surrogate_bench.taskkit.metrics import SC_BIAS, head_sizes, pckh_correct
 from surrogate_bench.taskkit.pose_task import HEAD, VIS, PoseTask
+from surrogate_bench.taskkit.pose_warp import WarpSettings, mirror_order, warp_pose_batch
 
 # extra target channels (after x, y, visible, head size in heatmap pixels)
 CX, CY, SIDE, PERSON, GTX, GTY, GTVIS, BOX = 4, 5, 6, 7, 8, 9, 10, slice(11, 15)
@@ -31,12 +32,16 @@ class MpiiPCKh(PoseTask):
     gt visible, head box x1, y1, x2, y2. Validation persons are scored exactly as the official code
     does; training persons (no head boxes in MMPose's files) get a head size estimated from the
     head-top-to-neck length (median ratio on the validation ground truth), at heatmap scale.
-    Augmentation is photometric only (the runner cannot move targets with a geometric warp).
+    Training augmentation as the UniLoss release (Newell et al.): per-channel colour scaling, and a warp
+    of the stored crop (``scale_factor``, ``rotation`` with ``rotation_prob``, ``flip`` with the left/right
+    joint swap) that moves joints and head sizes with the image (:meth:`train_batch`). Unlike the release,
+    which re-crops the original photo, a zoom-out shows black beyond the stored crop.
     """
 
     name = "mpii-pckh"
     params = {"joints": (HEAD_TOP,), "input_size": 256, "heatmap_size": 64, "width": 256, "depth": 4,
-              "color_jitter": 0.2, "workers": 8}
+              "color_jitter": 0.2, "workers": 8, "scale_factor": 0.25, "rotation": 30.0, "rotation_prob": 0.6,
+              "flip": 0.5}
     data_hint = HINT.format(root="<data-root>")
     profiles = {
         "smoke": Profile(epochs=1, batch_size=6, optimizer="rmsprop", lr=2.5e-4, train_size=24, val_size=12,
@@ -46,6 +51,29 @@ class MpiiPCKh(PoseTask):
         "paper": Profile(epochs=50, batch_size=6, optimizer="rmsprop", lr=2.5e-4, milestones=(30, 40),
                          gamma=0.25, eval_batch_size=64),
     }
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("scale_factor", "rotation", "rotation_prob", "flip"):
+            if not self.p[key] >= 0:
+                raise SuiteError(f"task {self.name!r}: {key} must be >= 0, got {self.p[key]}")
+        if not (self.p["scale_factor"] < 1 and self.p["rotation_prob"] <= 1 and self.p["flip"] <= 1):
+            raise SuiteError(f"task {self.name!r}: scale_factor must be < 1, rotation_prob and flip <= 1")
+        if self.p["flip"] > 0 and mirror_order(list(self.p["joints"])) is None:
+            raise SuiteError(f"task {self.name!r}: flips swap left and right joints, so joints {self.p['joints']} "
+                             "must include each chosen joint's mirror (or set flip=0)")
+
+    def warp_settings(self) -> WarpSettings:
+        return WarpSettings(float(self.p["scale_factor"]), float(self.p["rotation"]), float(self.p["rotation_prob"]),
+                            float(self.p["flip"]))
+
+    def train_batch(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Warp the uint8 crops (black outside) and their targets alike, then colour-jitter and normalise."""
+        s = self.warp_settings()
+        if s.scale_factor == 0 and (s.rotation == 0 or s.rotation_prob == 0) and s.flip_prob == 0:
+            return super().train_batch(x, y, generator)
+        images, y = warp_pose_batch(x.float(), y, self.heatmap_size[0], list(self.p["joints"]), s, generator)
+        return self.inputs(images, train=True, generator=generator), y
 
     def data_files(self, data_root: Path) -> list[Path]:
         return mpii_files(data_root)

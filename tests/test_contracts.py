@@ -18,7 +18,9 @@ PAIRS = [(t, m) for t in list_tasks() for m in list_methods()]
 @pytest.mark.parametrize("task_name", list_tasks())
 def test_task_contract(task_name: str) -> None:
     task = get_task(task_name)
-    assert task.metric_name and set(task.profiles) >= {"smoke", "quick", "paper"}
+    assert task.metric_name and set(task.profiles) >= {"smoke", "quick"}
+    if task_name != "synth-pose-pckh":  # the synthetic task reproduces no paper: no `paper` profile
+        assert "paper" in task.profiles
     model = task.build_model()
     assert sum(p.numel() for p in model.parameters()) > 0
 

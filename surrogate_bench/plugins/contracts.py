@@ -175,6 +175,11 @@ class Task(Configurable):
         """Storage batch -> float network input; batch-level augmentation when ``train``."""
         return x.float()
 
+    def train_batch(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """A training batch -> (network input, targets): geometric augmentation moves both (MPII warps);
+        by default only :meth:`inputs` augments and targets pass through."""
+        return self.inputs(x, train=True, generator=generator), y
+
     def decode(self, outputs: Tensor) -> Tensor:
         """Network outputs -> predictions the metric is computed on (scores, logits, coordinates)."""
         return outputs

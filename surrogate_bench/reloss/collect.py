@@ -94,8 +94,8 @@ def stage_outputs(task: Task, data: TaskData, profile: Profile, pool_x: Tensor, 
             perm, pos = torch.randperm(n, device=device, generator=gen), 0
         idx = perm[pos:pos + bs]
         pos += bs
-        xb = task.inputs(data.train.x[idx], train=True, generator=gen)
-        loss = baseline_values(task, model(xb).float(), data.train.y[idx])
+        xb, yb = task.train_batch(data.train.x[idx], data.train.y[idx], gen)
+        loss = baseline_values(task, model(xb).float(), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -104,15 +104,24 @@ def stage_outputs(task: Task, data: TaskData, profile: Profile, pool_x: Tensor, 
     return outs
 
 
-def randomize_targets(task: Task, targets: Tensor, outputs: Tensor, gen: torch.Generator) -> Tensor:
+def randomize_targets(task: Task, targets: Tensor, outputs: Tensor, gen: torch.Generator,
+                      labels: str = "shuffle") -> Tensor:
     """Replace the targets of a random fraction (uniform in [0, 1] per batch) of each batch.
 
-    Logits: labels drawn from the batch's own labels (a shuffle: keeps the class mix, e.g. AP's prevalence);
-    heatmaps: uniformly random joint positions on the heatmap.
+    Logits, ``labels="shuffle"`` (suite): labels drawn from the batch's own true labels (a shuffle: keeps
+    the class mix, e.g. AP's prevalence); ``labels="argmax"`` (ReLoss release): every label is the model's
+    argmax, and the last ``n - floor(frac n)`` of the batch get uniformly random classes instead.
+    Heatmaps (either mode): uniformly random joint positions on the heatmap.
     """
     b, n = targets.shape[:2]
     device = targets.device
     frac = torch.rand(b, 1, device=device, generator=gen)
+    if labels == "argmax" and task.output_kind != "heatmaps":
+        keep = (frac * n).floor()
+        hit = torch.arange(n, device=device)[None, :] >= keep
+        n_classes = outputs.shape[-1]
+        random = torch.randint(0, n_classes, (b, n), device=device, generator=gen)
+        return torch.where(hit, random, outputs.argmax(-1)).to(targets.dtype)
     hit = torch.rand(b, n, device=device, generator=gen) < frac
     if task.output_kind == "heatmaps":
         h, w = outputs.shape[-2:]
@@ -126,8 +135,9 @@ def randomize_targets(task: Task, targets: Tensor, outputs: Tensor, gen: torch.G
 
 
 def make_batches(task: Task, stage_outs: list[Tensor], targets: Tensor, n: int, copies: int,
-                 gen: torch.Generator) -> Batches:
-    """Cut each stage's outputs into batches of ``n`` (``copies`` shuffles), randomise targets, score exactly."""
+                 gen: torch.Generator, labels: str = "shuffle") -> Batches:
+    """Cut each stage's outputs into batches of ``n`` (``copies`` shuffles), randomise targets (``labels``:
+    see :func:`randomize_targets`; ``"true"`` keeps them), score exactly."""
     m = len(targets) // n * n
     outs, tgts = [], []
     for out in stage_outs:
@@ -136,15 +146,17 @@ def make_batches(task: Task, stage_outs: list[Tensor], targets: Tensor, n: int, 
             outs.append(out[idx].reshape(-1, n, *out.shape[1:]))
             tgts.append(targets[idx].reshape(-1, n, *targets.shape[1:]))
     outputs, clean = torch.cat(outs), torch.cat(tgts)
-    noisy = randomize_targets(task, clean, outputs, gen)
+    noisy = clean if labels == "true" else randomize_targets(task, clean, outputs, gen, labels)
     metric = task.batch_metric(outputs, noisy).double().to(outputs.device)
     keep = torch.isfinite(metric)  # e.g. AP of a batch without positives
     return Batches(outputs[keep], noisy[keep], metric[keep])
 
 
 def collect(task: Task, data: TaskData, profile: Profile, budget: Budget, batch_size: int, seed: int,
-            log: Callable[[str], None]) -> tuple[Batches, Batches]:
-    """Loss-training and held-out batches from the task's training split (disjoint samples)."""
+            log: Callable[[str], None], train_labels: str = "shuffle",
+            val_labels: str = "shuffle") -> tuple[Batches, Batches]:
+    """Loss-training and held-out batches from the task's training split (disjoint samples); how each
+    set's targets are randomised: :func:`make_batches` (the ReLoss release: argmax / true)."""
     device = data.train.x.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -155,6 +167,6 @@ def collect(task: Task, data: TaskData, profile: Profile, budget: Budget, batch_
     stage_outs = stage_outputs(task, data, profile, data.train.x[order], budget.ce_steps, budget.stages, gen, log)
     cut = pool - max(n, pool // 5)
     targets = data.train.y[order]
-    train = make_batches(task, [o[:cut] for o in stage_outs], targets[:cut], n, budget.copies, gen)
-    val = make_batches(task, [o[cut:] for o in stage_outs], targets[cut:], n, budget.copies, gen)
+    train = make_batches(task, [o[:cut] for o in stage_outs], targets[:cut], n, budget.copies, gen, train_labels)
+    val = make_batches(task, [o[cut:] for o in stage_outs], targets[cut:], n, budget.copies, gen, val_labels)
     return train, val

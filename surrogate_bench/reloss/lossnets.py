@@ -107,10 +107,32 @@ class HeatmapLossNet(nn.Module):
         return self.scale * self.per_joint(outputs, target_maps, visible).flatten(-2).mean(-1)
 
 
-def build_lossnet(output_kind: str, hidden: int, cls_input: str = "logprob") -> nn.Module:
-    """The loss network for a task's output kind (logits: ``cls_input`` logprob = monotone, prob = release)."""
+class FlatHeatmapLossNet(nn.Module):
+    """The ReLoss pose release's net: per joint, an attention ``sigmoid(MLP(flattened squared-error map))``
+    (H*W -> hidden -> 1, ELU) weighting that map; the loss is the mean of attention x squared error.
+    Fixed to one heatmap size; invisible joints' errors are zeroed (the release masks output and target)."""
+
+    def __init__(self, heatmap_size: tuple[int, int], hidden: int = 8) -> None:
+        super().__init__()
+        self.logits_fcs = nn.Sequential(nn.Linear(heatmap_size[0] * heatmap_size[1], hidden), nn.ELU(),
+                                        nn.Linear(hidden, 1), nn.Sigmoid())
+        self.register_buffer("scale", torch.ones(()))  # set after training (see train.match_gradient_scale)
+
+    def forward(self, outputs: Tensor, target_maps: Tensor, visible: Tensor) -> Tensor:
+        err = ((outputs - target_maps).pow(2) * visible[..., None, None]).flatten(-2)  # (..., n, J, H*W)
+        return self.scale * (err * self.logits_fcs(err)).flatten(-3).mean(-1)
+
+
+def build_lossnet(output_kind: str, hidden: int, cls_input: str = "logprob", heatmap_net: str = "stats",
+                  heatmap_size: tuple[int, int] | None = None) -> nn.Module:
+    """The loss network for a task's output kind (logits: ``cls_input`` logprob = monotone, prob = release;
+    heatmaps: ``heatmap_net`` stats = pooled-statistics attention, flat = the release's, hidden // 16 units)."""
     if output_kind == "logits":
         return MonotoneLogProbLossNet(hidden) if cls_input == "logprob" else ClassificationLossNet(hidden)
+    if output_kind == "heatmaps" and heatmap_net == "flat":
+        if heatmap_size is None:
+            raise ValueError("the flat heatmap loss net needs the heatmap size")
+        return FlatHeatmapLossNet(heatmap_size, max(1, hidden // 16))
     if output_kind == "heatmaps":
         return HeatmapLossNet(max(4, hidden // 8))
     raise ValueError(f"reloss has no loss network for output kind {output_kind!r}")
@@ -125,7 +147,7 @@ def heatmap_targets(task, targets: Tensor, sigma: float) -> tuple[Tensor, Tensor
 
 def loss_values(net: nn.Module, task, outputs: Tensor, targets: Tensor, sigma: float = 1.0) -> Tensor:
     """The learned loss of each batch in a stack: (..., n, ...) outputs and targets -> (...)."""
-    if isinstance(net, HeatmapLossNet):
+    if isinstance(net, (HeatmapLossNet, FlatHeatmapLossNet)):
         maps, visible = heatmap_targets(task, targets, sigma)
         return net(outputs, maps, visible)
     return net(outputs, targets)

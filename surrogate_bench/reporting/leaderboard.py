@@ -139,8 +139,9 @@ def probe_table(probes: pd.DataFrame, profile: str) -> str:
 
 
 def quoted_table(rows: list[dict[str, str]]) -> str:
-    return tabulate([[r["task"], r["setting"], r["loss"], r["value"], r["source"]] for r in rows],
-                    headers=["task", "setting (paper)", "loss", "published value", "quoted from"], tablefmt="github")
+    return tabulate([[r["task"], r["setting"], r["loss"], r["value"], r["source"], r.get("compare_with", "")]
+                     for r in rows], headers=["task", "setting (paper)", "loss", "published value", "quoted from",
+                                              "compare only with"], tablefmt="github")
 
 
 def notes_table(runs: pd.DataFrame, profile: str) -> str:
@@ -202,7 +203,10 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
                   tuning, ""]
     parts += ["## Published numbers (quoted, not measured here)", "",
               "Quoted verbatim from the papers for orientation; their protocols (epochs, models) differ from the "
-              "profiles above, so compare with the `paper` profile only.", "",
+              "profiles above, so compare with the `paper` profile only, and only with the configuration in the "
+              "last column: the release variants (`uniloss-release`, `reloss-release`) follow the published code. "
+              "`reloss` is ReLoss-*style*, not ReLoss, and `uniloss` follows the paper's text, not its code; "
+              "every deviation is listed in [docs/fidelity.md](../docs/fidelity.md).", "",
               quoted_table(QUOTED_METRICS), "", "Loss–metric correlation reported by ReLoss (a different task):", "",
               quoted_table(QUOTED_PROBES), ""]
     return "\n".join(parts)

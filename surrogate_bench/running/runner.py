@@ -147,7 +147,7 @@ def autocast(device: torch.device, enabled: bool):
 def train_step(task: Task, model: nn.Module, loss_fn, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
                generator: torch.Generator, device: torch.device, amp: bool) -> Tensor:
     """One optimisation step on a storage batch; returns the detached loss (no host sync)."""
-    xb = task.inputs(x, train=True, generator=generator)
+    xb, y = task.train_batch(x, y, generator)
     with autocast(device, amp):
         out = model(xb)
     loss = loss_fn(out.float(), y)

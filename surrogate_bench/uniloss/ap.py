@@ -54,3 +54,30 @@ def _ranks(n: int, device: torch.device) -> Tensor:
     if key not in _RANKS:
         _RANKS[key] = torch.arange(1, n + 1, device=device, dtype=torch.float32)
     return _RANKS[key]
+
+
+@dataclass
+class ReleaseAveragePrecisionRefactoring(AveragePrecisionRefactoring):
+    """The released code's AP ``g`` (UniLoss release, ``ap_frombins``): a configuration whose pairs admit no
+    ranking (a cycle) scores 0, and a consistent one scores *interpolated* (VOC all-point) AP.
+
+    Vectorised: the pairs admit a ranking iff the sets of negatives each positive beats are nested (a
+    bipartite orientation is acyclic iff it has no 4-cycle p > n > p' > n' > p, i.e. two positives whose
+    beaten sets are not nested); sorted by size, each set must contain the next. Interpolated AP:
+    mean over positives of the best precision at or below its rank.
+    """
+
+    def g(self, binaries: Tensor, cmp: Comparisons) -> Tensor:
+        ctx = cmp.context
+        n = ctx["pos"].numel()
+        beaten = binaries & cmp.valid  # (T, n, n): positive i above negative j (rows of negatives are empty)
+        size = beaten.view(torch.uint8).sum(-1, dtype=torch.int32)
+        order = size.argsort(-1, descending=True)
+        nested = beaten.gather(1, order[..., None].expand(-1, -1, n))
+        consistent = ~(nested[:, 1:] & ~nested[:, :-1]).flatten(1).any(-1)
+        k = (cmp.valid & ~binaries).view(torch.uint8).sum(-1, dtype=torch.float32)
+        k = k.masked_fill(ctx["neg"], float("inf")).sort(-1).values
+        precision = _ranks(n, binaries.device) / (_ranks(n, binaries.device) + k)  # 0 past the last positive
+        envelope = precision.flip(-1).cummax(-1).values.flip(-1)
+        ap = (envelope.sum(-1) / ctx["n_pos"]).nan_to_num_(nan=1.0)
+        return ap * consistent

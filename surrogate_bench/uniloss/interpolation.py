@@ -118,7 +118,8 @@ def interpolate(ref: "Refactoring", cmp: "Comparisons", u: Tensor, spec: AnchorS
     return idw_from_dots(dots, values, (u * u).sum(), n_valid)
 
 
-def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: float, gain: float = 1.0) -> Tensor:
+def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: float, gain: float = 1.0,
+              release_sign: bool = False) -> Tensor:
     """g~ over dense anchors from the comparisons c, relaxation included, with a closed-form gradient.
 
     Same value and gradient as ``idw_from_dots(dense_anchor_dots(relax(c)))`` under autograd, in a
@@ -129,6 +130,11 @@ def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: 
     ``dg~/du = 2 B^T beta - sum(beta) (u + 1)``. The gradient G = gain dg~/dc is computed without
     autograd and attached as ``s + (g~ - s)`` with ``s = sum(c G)``: the value is g~ and autograd sees
     dvalue/dc = G through two cheap built-in nodes (no Python backward). ``gain`` scales G only.
+
+    ``release_sign`` reproduces the released classification / AP code's backward, which writes the
+    quotient rule's second term with the wrong sign: g~ = N / D with N = sum g_t w_t, D = sum w_t has
+    dg~/du = N'/D - g~ D'/D, the release computes N'/D + g~ D'/D, i.e. ``beta_t`` with
+    ``(g_t + g~)`` in place of ``(g_t - g~)``. The value is unchanged.
     """
     need_grad = torch.is_grad_enabled() and c.requires_grad
     with torch.no_grad():
@@ -147,7 +153,7 @@ def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: 
         g = w.dot(vals) / w_sum
         if not need_grad:
             return g
-        beta = (vals - g) * w / (d2c * w_sum) * (d2 > EPS * EPS)
+        beta = ((vals + g) if release_sign else (vals - g)) * w / (d2c * w_sum) * (d2 > EPS * EPS)
         grad_u = torch.addmv(up * -beta.sum(), bits.t(), beta, alpha=2.0)
         grad_c = (grad_u * (mask - u * u) * (scale * gain)).view(c.shape).to(c.dtype)  # du/dc = (1 - t^2) scale
     s = (c * grad_c).sum()
@@ -155,18 +161,20 @@ def dense_idw(c: Tensor, valid: Tensor, anchors: Tensor, values: Tensor, scale: 
 
 
 def uniloss_value(ref: "Refactoring", outputs: Tensor, targets: Tensor, spec: AnchorSpec,
-                  temperature: float = 1.0, gain: float = 1.0) -> Tensor:
+                  temperature: float = 1.0, gain: float = 1.0, release_sign: bool = False) -> Tensor:
     """The UniLoss estimate of the batch metric (0-d, differentiable); the loss is its negative.
 
     ``gain`` scales the gradient, not the value. Dense refactorings take the fused :func:`dense_idw`;
     structured ones (``ref.structured``, e.g. PCKh) their own closed-form anchor dots under autograd.
+    ``release_sign`` (dense only): the released NumPy backward's sign error, see :func:`dense_idw`; the
+    pose release differentiates with autograd, so structured refactorings keep the true gradient.
     """
     cmp = ref.comparisons(outputs, targets)
     if not ref.structured:
         with torch.no_grad():
             anchors = sample_dense_anchors(ref.truth(cmp), ref.signs(cmp), cmp.valid, spec)
             values = ref.g(anchors.view(-1, *cmp.shape), cmp)
-        return dense_idw(cmp.c, cmp.valid, anchors, values, 0.5 / temperature, gain)
+        return dense_idw(cmp.c, cmp.valid, anchors, values, 0.5 / temperature, gain, release_sign)
     value = interpolate(ref, cmp, relax(cmp, temperature), spec)
     if gain != 1.0:
         value = value + (gain - 1.0) * (value - value.detach())

@@ -36,6 +36,7 @@ class PCKhRefactoring(Refactoring):
 
     radius_factor: float = 0.5
     max_inside: int = 64
+    release_anchors: bool = False  # the pose release's per-map anchors (see release_anchors_dots)
     structured = True  # class attribute (no annotation): not a dataclass field
 
     def comparisons(self, outputs: Tensor, targets: Tensor) -> Comparisons:
@@ -66,7 +67,10 @@ class PCKhRefactoring(Refactoring):
         random pixel flipped toward the truth, as in the paper), bad (uniformly random bits).
 
         ``record`` (tests, tiny sizes only) receives the same anchors as dense (T, *S) configurations.
+        With ``release_anchors`` the pose release's anchors are used instead (:func:`release_anchor_dots`).
         """
+        if self.release_anchors:
+            return release_anchor_dots(cmp, u, spec, record)
         if spec.nearby_flips != 1:
             raise SuiteError("uniloss on PCKh: a nearby anchor flips the bits of exactly one pixel (nearby_flips=1)")
         inside, outside, vis = cmp.context["inside"], cmp.context["outside"], cmp.context["visible"]
@@ -141,3 +145,83 @@ class PCKhRefactoring(Refactoring):
             if record is not None:
                 record.append(bits & cmp.valid)
         return torch.cat(dots), torch.cat(values)
+
+
+def release_good_flips(n_inside: Tensor) -> Tensor:
+    """The pose release's number of (inside, outside) pairs a good anchor sets wrong: max(int(3.6 n - 28), 2 n)."""
+    return torch.maximum((3.6 * n_inside.double() - 28).trunc(), 2.0 * n_inside.double()).long()
+
+
+def _uniform_index(mask: Tensor, count: int) -> Tensor:
+    """(K, count) uniform picks among the True entries of each row of ``mask`` (K, L) (inverse CDF; an
+    empty row gives index 0, which callers mask)."""
+    cdf = mask.cumsum(-1, dtype=torch.float32)
+    draw = torch.rand(mask.shape[0], count, device=mask.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, draw.contiguous(), right=True).clamp_max_(mask.shape[1] - 1)
+
+
+def release_anchor_dots(cmp: Comparisons, u: Tensor, spec: AnchorSpec,
+                        record: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """The UniLoss pose release's anchors, per heatmap, then combined across heatmaps.
+
+    Per map (release ``_generate_bi_points`` + ``Nearby_sampling``): the truth; ``n_good`` truths with
+    :func:`release_good_flips` random (inside, outside) pairs set wrong (drawn with replacement); ``n_bad``
+    uniformly random configurations; ``n_nearby // 2`` copies of the current configuration with one random
+    inside pixel's whole row set right, and the rest with one random outside pixel's whole column set wrong;
+    the current configuration. Each map's list is shuffled independently and anchor t of the batch is the
+    t-th entry of every map (squared distances add over maps, values average over visible maps), as the
+    release does. Returns (a_t . u, g(a_t)) like :meth:`PCKhRefactoring.anchors`.
+    """
+    inside, outside, vis = cmp.context["inside"], cmp.context["outside"], cmp.context["visible"]
+    k_maps, m_in, m = cmp.shape
+    dev = u.device
+    n_good, n_bad = spec.n_good, spec.n_bad
+    n_rows = spec.n_nearby // 2
+    n_cols = spec.n_nearby - n_rows
+    f_max = int(release_good_flips(torch.tensor(m_in)))
+    total = u.reshape(k_maps, -1).sum(-1)  # a . u of the truth (u is 0 on invalid entries)
+    current = u.abs().reshape(k_maps, -1).sum(-1)  # a . u of the current configuration
+    with torch.no_grad():
+        n_in = inside.sum(-1)
+        has_out = outside.any(-1)
+        wrong = cmp.valid & ~((cmp.c.detach() > 0) & cmp.valid)
+        correct = (inside & (wrong.sum(-1) == 0)).any(-1) & vis
+        # good: F_k pairs per map, with replacement; a pair drawn twice is set wrong once
+        rows = (torch.rand(k_maps, n_good, f_max, device=dev) * n_in[:, None, None]).long()  # inside: a prefix
+        cols = _uniform_index(outside, n_good * f_max).view(k_maps, n_good, f_max)
+        used = (torch.arange(f_max, device=dev) < release_good_flips(n_in)[:, None, None]) & has_out[:, None, None]
+        flat = torch.where(used, rows * m + cols, -1).sort(-1).values
+        first = flat >= 0
+        first[..., 1:] &= flat[..., 1:] != flat[..., :-1]
+        flat = flat.clamp_min(0)
+        hits = torch.zeros(k_maps, n_good, m_in, device=dev).scatter_add_(2, flat // m, first.float())
+        good_val = ((hits == 0) & inside[:, None]).any(-1) & vis[:, None]
+        bad_bits = torch.rand(k_maps, n_bad, m_in, m, device=dev) < 0.5
+        bad_val = ((bad_bits | ~outside[:, None, None]).all(-1) & inside[:, None]).any(-1) & vis[:, None]
+        row_pick = (torch.rand(k_maps, n_rows, device=dev) * n_in[:, None]).long().clamp_max(m_in - 1)
+        col_pick = _uniform_index(outside, n_cols)
+        row_val = (n_in > 0)[:, None].expand(-1, n_rows) & vis[:, None]
+        col_val = (correct & ~has_out)[:, None].expand(-1, n_cols)
+        best_val = inside.any(-1) & vis
+        values = torch.cat([best_val[:, None], good_val, bad_val, row_val, col_val, correct[:, None]], 1)
+        perm = torch.rand(values.shape, device=dev).argsort(-1)
+    u_maps = u.reshape(k_maps, -1)
+    good_dot = total[:, None] - 2.0 * (u_maps.gather(1, flat.view(k_maps, -1)).view(flat.shape) * first).sum(-1)
+    bad_dot = 2.0 * torch.einsum("kbl,kl->kb", bad_bits.view(k_maps, n_bad, -1).to(u.dtype), u_maps) - total[:, None]
+    row_dot = current[:, None] + 2.0 * u.clamp_max(0.0).sum(-1).gather(1, row_pick)
+    col_dot = current[:, None] - 2.0 * u.clamp_min(0.0).sum(1).gather(1, col_pick) * has_out[:, None]
+    dots = torch.cat([total[:, None], good_dot, bad_dot, row_dot, col_dot, current[:, None]], 1)
+    if record is not None:
+        signs = (cmp.c.detach() > 0) & cmp.valid
+        good = torch.zeros(k_maps, n_good, m_in * m, dtype=torch.int64, device=dev).scatter_add_(2, flat, first.long())
+        good = cmp.valid[:, None] & (good.view(k_maps, n_good, m_in, m) == 0)
+        ar = torch.arange(k_maps, device=dev)[:, None]
+        row_cfg = signs[:, None].repeat(1, n_rows, 1, 1)
+        row_cfg[ar, torch.arange(n_rows, device=dev), row_pick] |= outside[:, None, :].expand(-1, n_rows, -1) \
+            & inside.gather(1, row_pick)[..., None]
+        col_cfg = signs[:, None].repeat(1, n_cols, 1, 1)
+        col_cfg[ar, torch.arange(n_cols, device=dev), :, col_pick] &= ~has_out[:, None, None]
+        cfg = torch.cat([cmp.valid[:, None], good, bad_bits & cmp.valid[:, None], row_cfg, col_cfg, signs[:, None]], 1)
+        record.append(cfg.gather(1, perm[..., None, None].expand(-1, -1, m_in, m)).transpose(0, 1))
+    n_vis = vis.sum().clamp_min(1).to(u.dtype)
+    return dots.gather(1, perm).sum(0), values.gather(1, perm).sum(0).to(u.dtype) / n_vis

@@ -1,0 +1,37 @@
+"""ReLoss as released (hunto/ReLoss) and described in the paper, beside the suite's ReLoss-style ``reloss``."""
+
+from __future__ import annotations
+
+from surrogate_bench.plugins.errors import SuiteError
+from surrogate_bench.plugins.siblings import sibling_plugin
+
+ReLoss = sibling_plugin(__file__, "reloss").ReLoss
+
+
+class ReLossRelease(ReLoss):
+    """The release's loss: |MLP(p)| (1 -> 128 -> 128 -> 128 -> 1, ELU) of the target-class probability;
+    heatmaps: per-joint sigmoid attention of the flattened squared-error map (H*W -> 8 -> 1).
+
+    Loss training as released: labels = the model's argmax with a random tail of each batch replaced by
+    uniformly random classes, validation on true labels, per-sample gradient penalty on every batch,
+    diffsort steepness 5 on raw loss values, 256 batches per step, no gradient-scale matching. Differences
+    from ``reloss`` and the release that remain are listed in docs/fidelity.md.
+    """
+
+    name = "reloss-release"
+    params = {**ReLoss.params, "group": 256, "gp_norm": "sample", "gp_batches": 0, "steepness": 5.0,
+              "cls_input": "prob", "match_scale": False, "standardize": False, "train_labels": "argmax",
+              "val_labels": "true", "heatmap_net": "flat"}
+
+    def identity(self, task, profile_name: str) -> dict:
+        """The base identity plus this variant's name (its artifacts never collide with ``reloss``'s)."""
+        return {**super().identity(task, profile_name), "variant": self.name}
+
+    def validate(self) -> None:
+        super().validate()
+        if self.p["train_labels"] not in {"argmax", "shuffle"}:
+            raise SuiteError(f"reloss-release train_labels must be argmax or shuffle, not {self.p['train_labels']!r}")
+        if self.p["val_labels"] not in {"true", "shuffle", "argmax"}:
+            raise SuiteError(f"reloss-release val_labels must be true, shuffle or argmax, not {self.p['val_labels']!r}")
+        if self.p["heatmap_net"] not in {"flat", "stats"}:
+            raise SuiteError(f"reloss-release heatmap_net must be flat or stats, not {self.p['heatmap_net']!r}")
