@@ -25,6 +25,7 @@ from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, Ta
 from .environment import environment, seed_everything
 from ..plugins.errors import NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
+from ..taskkit.bootstrap import bootstrap_interval
 from .store import recorded
 
 
@@ -319,11 +320,14 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")
     bar.close()
 
-    test = evaluate(task, model, data.test, device, profile)
+    test_preds = predict(task, model, data.test, device, profile)
+    test = float(task.score(test_preds, data.test.y))
+    test_ci = bootstrap_interval(task.score, test_preds, data.test.y)  # test-set sampling error of this one run
     vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
     best_val = max(vals, key=lambda v: sign * v) if vals else None
     return {
         "test_metric": test,
+        "test_metric_ci": list(test_ci) if test_ci else None,
         "best_val_metric": best_val,
         "final_val_metric": vals[-1] if vals else None,
         "epochs": profile.epochs,
