@@ -91,20 +91,20 @@ def test_grouping_keys_split_cells() -> None:
 
 def test_bootstrap_interval_of_accuracy_matches_reference() -> None:
     gen = torch.Generator().manual_seed(1)
-    n = 4000
+    n = 2000
     labels = torch.randint(0, 10, (n,), generator=gen)
     logits = torch.randn(n, 10, generator=gen)
     right = torch.rand(n, generator=gen) < 0.6
     logits[right, labels[right]] += 10.0  # ~64% correct
-    low, high = bootstrap_interval(accuracy, logits, labels, resamples=1000)
+    low, high = bootstrap_interval(accuracy, logits, labels, resamples=500)
     correct = (logits.argmax(1) == labels).double().numpy()
-    ref = sps.bootstrap((correct,), np.mean, n_resamples=1000, method="percentile",
+    ref = sps.bootstrap((correct,), np.mean, n_resamples=2000, method="percentile",
                         rng=np.random.default_rng(0)).confidence_interval
     p = correct.mean()
     normal = 1.959963984540054 * math.sqrt(p * (1 - p) / n)  # binomial normal approximation
     assert low < p < high
-    assert low == pytest.approx(ref.low, abs=0.004) and high == pytest.approx(ref.high, abs=0.004)
+    assert low == pytest.approx(ref.low, abs=0.006) and high == pytest.approx(ref.high, abs=0.006)
     assert (high - low) / 2 == pytest.approx(normal, rel=0.1)
-    assert bootstrap_interval(accuracy, logits, labels, resamples=200) == \
-        bootstrap_interval(accuracy, logits, labels, resamples=200)  # deterministic
+    assert bootstrap_interval(accuracy, logits, labels, resamples=50) == \
+        bootstrap_interval(accuracy, logits, labels, resamples=50)  # deterministic
     assert bootstrap_interval(accuracy, logits[:1], labels[:1]) is None
