@@ -22,9 +22,33 @@ def test_leaderboard_fixed_records(tmp_path: Path) -> None:
     _rec(tmp_path, "pose", "ce", 0, None, status="skipped", reason="ce needs class logits")
     md = render(tmp_path)
     assert "## Profile `quick`" in md and "mnist-ap (AP ↑)" in md
-    assert "**0.9600 ± 0.0141 (n=2)**" in md  # uniloss best, in bold
-    assert "0.9100 ± 0.0141 (n=2)" in md and "**0.9100" not in md
+    # t_{0.975, 1} x std / sqrt(2) = 12.7062 x 0.01414 / 1.4142 = 0.1271; constant +0.05 over 2 seeds: detectable
+    assert "**0.9600 ± 0.1271 (n=2) · ▲ +0.0500 p=0.000**" in md
+    assert "0.9100 ± 0.1271 (n=2) · baseline" in md and "**0.9100" not in md
+    assert "2 seed(s) per cell" in md
     assert "ce needs class logits" in md
     assert "cpu (test)" in md and "abcdef0123" in md
     out = write(tmp_path, tmp_path / "LB.md")
     assert out.read_text() == md
+
+
+def test_interval_column_and_verdicts(tmp_path: Path) -> None:
+    """Three seeds: t intervals, paired verdicts, bold only for a detectable lead; single runs show the
+    test-set bootstrap interval; copies of a record count once."""
+    for seed, (ce, uni, rel) in enumerate([(0.60, 0.70, 0.61), (0.62, 0.73, 0.60), (0.61, 0.71, 0.63)]):
+        _rec(tmp_path, "mnist-ap", "ce", seed, ce)
+        _rec(tmp_path, "mnist-ap", "uniloss", seed, uni)
+        _rec(tmp_path, "mnist-ap", "reloss", seed, rel)
+    for copy in range(3):  # three files holding one record (same key): one seed, not three
+        rec = {"kind": "run", "key": "cifar-ce-0", "status": "ok", "task": "cifar10-acc", "method": "ce",
+               "profile": "quick", "seed": 0, "test_metric": 0.64, "test_metric_ci": [0.6306, 0.6494],
+               "metric_name": "accuracy", "higher_is_better": True, "epochs": 3,
+               "environment": {"device_name": "cpu (test)", "git_commit": "abcdef0123456"}}
+        write_record(tmp_path / "runs" / f"copy{copy}.json", rec)
+    md = render(tmp_path)
+    # uniloss: mean 0.7133, sd 0.01528, t_{.975,2} = 4.3027 -> 0.0379; paired vs ce: diffs .10 .11 .10
+    assert "**0.7133 ± 0.0379 (n=3) · ▲ +0.1033 p=0.001**" in md
+    assert "0.6133 ± 0.0379 (n=3) · n.s. +0.0033 p=0.81" in md  # reloss: not detectable, not bold
+    assert "0.6100 ± 0.0248 (n=3) · baseline" in md
+    assert "0.6400 (n=1; test-set 95% [0.6306, 0.6494]) · baseline" in md
+    assert "1–3 seed(s) per cell" in md

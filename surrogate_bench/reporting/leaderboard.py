@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +10,17 @@ from tabulate import tabulate
 from . import probe_section
 from ..running.store import atomic_write_bytes, records_frame
 from .fingerprints import split_by_fingerprint, tuning_table
+from .stats import ALPHA, CELL_KEYS, Cell, best_detectable, cells, dedupe_runs
 
 PROFILE_ORDER = ["smoke", "quick", "paper"]
+METRIC_LEGEND = (
+    "Test metric: mean ± half-width of the 95% Student-t interval over seeds (n = seeds; a copy of a record "
+    "counts once). Each method is compared with its task's baseline (`ce`, or `mse-heatmap` for heatmaps) by a "
+    f"paired t-test over the seeds both ran (same seed = same initialisation and data order): ▲/▼ = detectable "
+    f"(n ≥ 2 pairs, p < {ALPHA}), n.s. = not detectable. A single run shows the test-set bootstrap 95% interval "
+    "(1000 resamples of the test samples) instead: it measures test-sampling error only, not seed-to-seed "
+    "variation. **Bold** = the best mean, only when its paired lead over the runner-up and over the baseline "
+    "is detectable.")
 
 
 def _defaults(task: str, method: str) -> dict:
@@ -68,37 +76,84 @@ def tuned_settings(tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(mean: float, std: float, n: int, digits: int) -> str:
-    if n > 1 and not math.isnan(std):
-        return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
-    return f"{mean:.{digits}f} (n={n})"
+BASELINES = {"logits": "ce", "heatmaps": "mse-heatmap"}
+"""Each task's baseline by output kind (a task class may name its own with ``baseline_method``)."""
 
 
-def metric_table(runs: pd.DataFrame, profile: str) -> str:
-    """Tasks x methods for one profile: mean ± std over seeds with n, the best per task in bold."""
+def baseline_of(task: str) -> str | None:
+    """The method every other method on ``task`` is tested against (None for an unknown task)."""
+    from ..plugins.errors import SuiteError
+    from ..plugins.registry import registry
+
+    try:
+        cls = registry().get_class("task", task)
+    except SuiteError:
+        return None
+    return getattr(cls, "baseline_method", None) or BASELINES.get(getattr(cls, "output_kind", ""))
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}"
+
+
+def format_cell(cell: Cell, higher_is_better: bool, is_baseline: bool, digits: int = 4) -> str:
+    """"mean ± t half-width (n=k)" and the verdict against the baseline; a single run shows its test-set
+    bootstrap interval instead of a seed interval."""
+    iv = cell.interval
+    if iv.n > 1:
+        text = f"{_num(iv.mean, digits)} ± {_num(iv.half_width, digits)} (n={iv.n})"
+    elif cell.test_ci is not None:
+        text = f"{_num(iv.mean, digits)} (n=1; test-set 95% [{_num(cell.test_ci[0], digits)}, {_num(cell.test_ci[1], digits)}])"
+    else:
+        text = f"{_num(iv.mean, digits)} (n=1)"
+    if is_baseline:
+        return text + " · baseline"
+    vs = cell.vs_baseline
+    if vs is None:
+        return text
+    if vs.n < 2:
+        return text + f" · vs baseline {vs.diff:+.{digits}f}, untested (n={vs.n})"
+    if vs.detectable:
+        better = (vs.diff > 0) == higher_is_better
+        return text + f" · {'▲' if better else '▼'} {vs.diff:+.{digits}f} p={vs.p:.3f}"
+    return text + f" · n.s. {vs.diff:+.{digits}f} p={vs.p:.2f}"
+
+
+def metric_table(runs: pd.DataFrame, profile: str, cell_keys: tuple[str, ...] = CELL_KEYS) -> str:
+    """Tasks x methods for one profile: mean ± 95% t interval over seeds with n, each method's paired test
+    against the task's baseline, and the best in bold only when its lead is detectable (see stats)."""
     df = runs[runs["profile"] == profile]
     tasks = sorted(df["task"].unique())
     methods = sorted(df["method"].unique())
-    rows = []
+    baselines = {t: baseline_of(t) for t in tasks}
+    all_cells = cells(df, {t: b for t, b in baselines.items() if b}, cell_keys)
+    extra = [k for k in cell_keys if k not in ("profile", "task", "method")]
+    t_at, m_at = list(cell_keys).index("task"), list(cell_keys).index("method")
+    rows, ns = [], set()
     for task in tasks:
         tdf = df[df["task"] == task]
         meta = tdf.iloc[0]
-        arrow = "↑" if meta.get("higher_is_better", True) else "↓"
-        ok = tdf[tdf["status"] == "ok"].dropna(subset=["test_metric"])
-        stats = ok.groupby("method")["test_metric"].agg(["mean", "std", "count"])
-        best = None
-        if len(stats):
-            best = stats["mean"].idxmax() if meta.get("higher_is_better", True) else stats["mean"].idxmin()
-        row = [f"{task} ({meta.get('metric_name', 'metric')} {arrow})"]
-        for method in methods:
-            if method in stats.index:
-                s = stats.loc[method]
-                cell = _fmt(s["mean"], s["std"], int(s["count"]), 4)
-                row.append(f"**{cell}**" if method == best and len(stats) > 1 else cell)
-            else:
-                row.append(_empty_cell(tdf[tdf["method"] == method]))
-        rows.append(row)
-    return tabulate(rows, headers=["task (metric)", *methods], tablefmt="github")
+        higher = bool(meta.get("higher_is_better", True))
+        arrow = "↑" if higher else "↓"
+        groups = sorted({g[:t_at] + g[t_at + 1:m_at] + g[m_at + 1:] for g in all_cells if g[t_at] == task}) or [()]
+        for rest in groups:
+            task_cells = {g[m_at]: c for g, c in all_cells.items()
+                          if g[t_at] == task and g[:t_at] + g[t_at + 1:m_at] + g[m_at + 1:] == rest}
+            best = best_detectable(task_cells, baselines[task], higher)
+            label = f"{task} ({meta.get('metric_name', 'metric')} {arrow})"
+            if extra and rest:
+                label += " [" + ", ".join(str(v) for v in rest[-len(extra):]) + "]"
+            row = [label]
+            for method in methods:
+                if method in task_cells:
+                    ns.add(task_cells[method].interval.n)
+                    cell = format_cell(task_cells[method], higher, method == baselines[task])
+                    row.append(f"**{cell}**" if method == best else cell)
+                else:
+                    row.append(_empty_cell(tdf[tdf["method"] == method]))
+            rows.append(row)
+    seeds = (f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}–{max(ns)}") if ns else "0"
+    return tabulate(rows, headers=[f"task (metric) · {seeds} seed(s) per cell", *methods], tablefmt="github")
 
 
 def _empty_cell(mdf: pd.DataFrame) -> str:
@@ -169,7 +224,7 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
     """The whole markdown page; with ``plots_dir``, also the PNG figures it links to."""
     from .references import QUOTED_METRICS, QUOTED_PROBES
 
-    runs = split_by_fingerprint(_labelled(records_frame(Path(results_dir), "run")))
+    runs = dedupe_runs(split_by_fingerprint(_labelled(records_frame(Path(results_dir), "run"))))
     probes = _labelled(records_frame(Path(results_dir), "probe"))
     descents = probe_section.descent_frame(Path(results_dir))
     parts = ["# surrogate_bench leaderboard", "",
@@ -183,7 +238,7 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
         parts += [f"## Profile `{profile}`", ""]
         if (runs["profile"] == profile).any():
             parts += [conditions(runs, profile), "",
-                      "Test metric, mean ± std over seeds (n = seeds); best per task in **bold**.", "",
+                      METRIC_LEGEND, "",
                       metric_table(runs, profile), ""]
             tuned = tuned_settings(list(runs.loc[runs["profile"] == profile, "task"]))
             if tuned:

@@ -27,6 +27,7 @@ from .environment import environment, seed_everything
 from ..plugins.errors import NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
 from .provenance import code_fingerprint, data_fingerprint, provenance
+from ..taskkit.bootstrap import bootstrap_interval
 from .store import recorded
 
 DATA_UNAVAILABLE = "unavailable"  # the data fingerprint of a run whose data files are missing: never reused
@@ -427,11 +428,16 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
                                   f"{epoch + 1}; checkpointed")
     bar.close()
 
-    test = evaluate(task, model, data.test, device, profile, stepper.predict_batch) if spec.evaluate_test else None
+    test, test_ci = None, None
+    if spec.evaluate_test:
+        test_preds = predict(task, model, data.test, device, profile, stepper.predict_batch)
+        test = float(task.score(test_preds, data.test.y))
+        test_ci = bootstrap_interval(task.score, test_preds, data.test.y)  # test-set sampling error of this run
     vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
     best_val = max(vals, key=lambda v: sign * v) if vals else None
     return {
         "test_metric": test,
+        "test_metric_ci": list(test_ci) if test_ci else None,
         "best_val_metric": best_val,
         "final_val_metric": vals[-1] if vals else None,
         "epochs": profile.epochs,

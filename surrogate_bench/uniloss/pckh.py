@@ -24,6 +24,18 @@ def _gumbel_argmax(log_weights: Tensor) -> Tensor:
     return (log_weights - torch.log(-torch.log(u))).argmax(-1)
 
 
+_BIT_MASKS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+
+
+def _random_bits(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Independent fair random bits: one random byte per 8 bits (an eighth of the draws of ``rand < 0.5``)."""
+    n = 1
+    for d in shape:
+        n *= d
+    raw = torch.randint(0, 256, ((n + 7) // 8,), dtype=torch.uint8, device=device)
+    return (raw[:, None] & _BIT_MASKS.to(device)).ne(0).view(-1)[:n].view(shape)
+
+
 @dataclass
 class PCKhRefactoring(Refactoring):
     """Comparisons ``c[k, i, j] = s_k[in_i] - s_k[j]``: shape (K = N*J, M, H*W).
@@ -137,7 +149,7 @@ class PCKhRefactoring(Refactoring):
 
         # bad: uniformly random configurations (dense random bits; O(T x l) but never T x l floats kept)
         if spec.n_bad > 0:
-            bits = torch.rand(spec.n_bad, *cmp.shape, device=dev) < 0.5
+            bits = _random_bits((spec.n_bad, *cmp.shape), dev)
             with torch.no_grad():
                 row_ok = (bits | ~outside[:, None, :]).all(-1) & inside
                 values.append((row_ok.any(-1) & vis).sum(-1).to(u.dtype) / n_vis)
