@@ -1,0 +1,38 @@
+"""Blackbox-differentiated AP (Rolinek et al., CVPR 2020, "Optimizing Rank-based Metrics with Blackbox Differentiation")."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.errors import SuiteError
+from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, blackbox_ap
+
+
+class BlackboxAP(Method):
+    """1 - exact AP of the batch ranking, backpropagated through the blackbox ranker's interpolation (lambda).
+
+    ``queue``: the paper's "score memory" (scores of past batches, no gradient) counted in items;
+    ``margin``: the paper's score margin, applied deterministically (the authors' code draws it at random).
+    """
+
+    name = "blackbox-ap"
+    params = {"lam": 4.0, "margin": 0.0, "queue": 0}
+
+    def validate(self) -> None:
+        if not float(self.p["lam"]) > 0:
+            raise SuiteError(f"method 'blackbox-ap': lam must be > 0, got {self.p['lam']}")
+        if int(self.p["queue"]) < 0 or float(self.p["margin"]) < 0:
+            raise SuiteError("method 'blackbox-ap': queue and margin must be >= 0")
+
+    def supports(self, task: Task) -> str | None:
+        return ap_task_reason(self.name, task)
+
+    def make_loss(self, task: Task) -> LossFn:
+        lam, margin, memory = float(self.p["lam"]), float(self.p["margin"]), ScoreMemory(int(self.p["queue"]))
+
+        def loss(outputs: Tensor, targets: Tensor) -> Tensor:
+            scores, labels, weights = memory.extend(task.decode(outputs), targets > 0)
+            return blackbox_ap(scores, labels, weights, lam, margin)
+
+        return loss
