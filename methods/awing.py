@@ -22,7 +22,7 @@ def adaptive_wing(pred: Tensor, goal: Tensor, alpha: float, omega: float, epsilo
 
 
 class AdaptiveWing(Method):
-    """AWing between predicted and Gaussian target heatmaps, with the paper's weighted loss map.
+    """Adaptive Wing loss (Wang et al., ICCV 2019) to Gaussian target heatmaps, with the paper's weight map.
 
     Pixels where the 3 x 3-dilated target exceeds 0.2 weigh ``weight`` + 1 (paper: W = 10), others 1;
     mean over the pixels of visible joints' maps. Defaults alpha 2.1, omega 14, epsilon 1, theta 0.5 (paper).

@@ -10,7 +10,7 @@ from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, b
 
 
 class BlackboxAP(Method):
-    """1 - exact AP of the batch ranking, backpropagated through the blackbox ranker's interpolation (lambda).
+    """Blackbox AP (Rolinek et al., CVPR 2020): 1 - exact batch AP, ranks differentiated by interpolation.
 
     ``queue``: the paper's "score memory" (scores of past batches, no gradient) counted in items;
     ``margin``: the paper's score margin, applied deterministically (the authors' code draws it at random).

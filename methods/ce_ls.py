@@ -9,7 +9,10 @@ from surrogate_bench.plugins.errors import SuiteError
 
 
 class LabelSmoothedCE(Method):
-    """CE against (1 - smoothing) one-hot + smoothing / K uniform; the paper's 0.1 by default."""
+    """Label-smoothed CE (Szegedy et al., CVPR 2016): targets (1 - smoothing) one-hot + smoothing / K.
+
+    The paper's smoothing 0.1 by default.
+    """
 
     name = "ce-ls"
     params = {"smoothing": 0.1}

@@ -11,7 +11,7 @@ from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, f
 
 
 class FastAP(Method):
-    """1 - FastAP of the task's decoded score over the batch, from soft histograms with ``bins`` bins.
+    """FastAP (Cakir et al., CVPR 2019): 1 - AP from soft distance histograms of the task's decoded score.
 
     The score s is mapped to the distance 2 - 2 tanh(s / 2) in (0, 4): the squared distance of unit vectors
     with cosine tanh(s / 2), the paper's (and pytorch-metric-learning's) range. ``queue`` as in smooth-ap:

@@ -10,7 +10,7 @@ from surrogate_bench.plugins.errors import SuiteError
 
 
 class Focal(Method):
-    """Multi-class focal loss -(1 - p_t)^gamma log p_t, mean over the batch (no alpha balancing).
+    """Focal loss (Lin et al., ICCV 2017): -(1 - p_t)^gamma log p_t over the softmax, mean over the batch.
 
     On 2-class logits it equals torchvision's ``sigmoid_focal_loss`` of the logit difference (alpha off).
     """

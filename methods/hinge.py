@@ -10,7 +10,7 @@ from surrogate_bench.plugins.errors import SuiteError
 
 
 class CrammerSingerHinge(Method):
-    """The largest wrong-class logit must trail the true one by ``margin``; mean over the batch.
+    """Crammer-Singer multi-class hinge (JMLR 2001): max(0, margin + max_{j != y} z_j - z_y), batch mean.
 
     (torch's ``MultiMarginLoss`` is the Weston-Watkins sum over wrong classes, a different loss.)
     """

@@ -9,7 +9,7 @@ from surrogate_bench.plugins.errors import SuiteError
 
 
 class OHKMMSE(Method):
-    """Per sample, the mean heatmap MSE of its ``top_k`` hardest joints (invisible ones count 0); mean over samples.
+    """OHKM MSE (Chen et al., CVPR 2018, CPN): per sample, the heatmap MSE of its top_k hardest joints.
 
     ``top_k=0`` means half the joints, rounded up (CPN keeps 8 of 17). With a single joint (the head on
     synth-pose-pckh / mpii-pckh) that joint is always kept: the loss equals mse-heatmap on visible heads,

@@ -9,7 +9,10 @@ from surrogate_bench.plugins.contracts import LossFn, Method, Task
 
 
 class Poly1(Method):
-    """CE plus epsilon times the first polynomial term of its Taylor expansion, mean over the batch."""
+    """Poly-1 (Leng et al., ICLR 2022): CE + epsilon (1 - p_t), mean over the batch.
+
+    Default epsilon 1, the paper's Poly-1 setting for ImageNet classification.
+    """
 
     name = "poly1"
     params = {"epsilon": 1.0}

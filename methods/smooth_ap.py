@@ -11,7 +11,7 @@ from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, s
 
 
 class SmoothAP(Method):
-    """1 - Smooth-AP of the task's decoded score over the batch (ranks relaxed by sigmoid(diff / temperature)).
+    """Smooth-AP (Brown et al., ECCV 2020): 1 - AP with sigmoid-relaxed ranks of the task's decoded score.
 
     The score s (mnist-ap: logit difference) is mapped to tanh(s / 2) in (-1, 1), the range of the paper's
     cosine similarities, so its temperature 0.01 means the same; the map is monotone, AP is unchanged.

@@ -19,7 +19,7 @@ def soft_argmax(heatmaps: Tensor, beta: float) -> Tensor:
 
 
 class SoftArgmax(Method):
-    """L1 distance (heatmap pixels, the paper's choice) between soft-argmax coordinates and visible joints.
+    """Integral soft-argmax (Sun et al., ECCV 2018): L1 of softmax-expected joint coordinates.
 
     The task still decodes by hard argmax; ``beta`` scales the heatmap before the softmax.
     """

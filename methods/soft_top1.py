@@ -11,7 +11,7 @@ from surrogate_bench.plugins.errors import SuiteError
 
 
 class SoftTop1(Method):
-    """-log P(target class sorted to the top), P from a diffsort network's soft permutation of the logits.
+    """Soft top-1 by diffsort (Petersen et al., ICML 2021): -log P(target sorted first) in a soft permutation.
 
     A differentiable stand-in for top-1 accuracy: the soft permutation's column for the last (largest)
     position gives each class's probability of ranking first.

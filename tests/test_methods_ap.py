@@ -108,7 +108,7 @@ def test_blackbox_ranker_gradient_lowers_the_loss() -> None:
     y = torch.tensor([0, 0, 1, 0, 1])
     loss = blackbox_ap(s, y, torch.ones(5), lam=4.0)
     (g,) = torch.autograd.grad(loss, s)
-    assert float(blackbox_ap((s - 20.0 * g).detach(), y, torch.ones(5), lam=4.0)) < float(loss)
+    assert float(blackbox_ap((s - 20.0 * g).detach(), y, torch.ones(5), lam=4.0)) < float(loss.detach())
     assert BlackboxRanker.apply(s.detach(), 1.0).tolist() == [0.2, 0.4, 0.6, 0.8, 1.0]
 
 
