@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,6 +31,6 @@ class Focal(Method):
 
         def loss(outputs: Tensor, targets: Tensor) -> Tensor:
             logp_t = F.log_softmax(outputs, dim=-1).gather(-1, targets[:, None]).squeeze(-1)
-            return (-(1.0 - logp_t.exp()).pow(gamma) * logp_t).mean()
+            return (-(-torch.expm1(logp_t)).pow(gamma) * logp_t).mean()  # 1 - p_t, accurate near p_t = 1
 
         return loss
