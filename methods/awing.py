@@ -1,4 +1,5 @@
-"""Adaptive Wing loss (Wang, Bo, Fuxin, ICCV 2019, "Adaptive Wing Loss for Robust Face Alignment via Heatmap Regression")."""
+"""Adaptive Wing loss (Wang, Bo, Fuxin, ICCV 2019, "Adaptive Wing Loss for Robust Face Alignment via Heatmap
+Regression"), on the pose tasks' Gaussian target heatmaps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Blackbox-differentiated AP (Rolinek et al., CVPR 2020, "Optimizing Rank-based Metrics with Blackbox Differentiation")."""
+"""Blackbox-differentiated AP (Rolinek et al., CVPR 2020, "Optimizing Rank-based Metrics with Blackbox
+Differentiation"): exact ranks forward, interpolated ranks backward."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task
 from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, blackbox_ap
+from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, blackbox_ap
 
 
 class BlackboxAP(Method):
     """Blackbox AP (Rolinek et al., CVPR 2020): 1 - exact batch AP, ranks differentiated by interpolation.
 
+    Ranks the task's decoded score standardised over the list, so that lambda's perturbation has a fixed scale
+    (the paper ranks cosines of L2-normalised embeddings). λ=4: not checked against the paper's tables here.
     ``queue``: the paper's "score memory" (scores of past batches, no gradient) counted in items;
     ``margin``: the paper's score margin, applied deterministically (the authors' code draws it at random).
     """
@@ -33,6 +36,6 @@ class BlackboxAP(Method):
 
         def loss(outputs: Tensor, targets: Tensor) -> Tensor:
             scores, labels, weights = memory.extend(task.decode(outputs), targets > 0)
-            return blackbox_ap(scores, labels, weights, lam, margin)
+            return blackbox_ap(standardise(scores, weights), labels, weights, lam, margin)
 
         return loss

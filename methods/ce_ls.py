@@ -22,7 +22,9 @@ class LabelSmoothedCE(Method):
             raise SuiteError(f"method 'ce-ls': smoothing must be in [0, 1), got {self.p['smoothing']}")
 
     def supports(self, task: Task) -> str | None:
-        return None if task.output_kind == "logits" else f"ce-ls needs class logits; {task.name} outputs {task.output_kind}"
+        if task.output_kind != "logits":
+            return f"ce-ls needs class logits; {task.name} outputs {task.output_kind}"
+        return None
 
     def make_loss(self, task: Task) -> LossFn:
         smoothing = float(self.p["smoothing"])

@@ -7,14 +7,14 @@ from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task
 from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, fast_ap
+from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, fast_ap
 
 
 class FastAP(Method):
     """FastAP (Cakir et al., CVPR 2019): 1 - AP from soft distance histograms of the task's decoded score.
 
-    The score s is mapped to the distance 2 - 2 tanh(s / 2) in (0, 4): the squared distance of unit vectors
-    with cosine tanh(s / 2), the paper's (and pytorch-metric-learning's) range. ``queue`` as in smooth-ap:
+    The score s, standardised over the ranked list (z), is mapped to the distance 2 - 2 tanh(z / 2) in (0, 4):
+    the squared distance of unit vectors with cosine tanh(z / 2), the paper's (and pytorch-metric-learning's) range. ``queue`` as in smooth-ap:
     a memory of past scores (no gradient) so that batches without positives still rank.
     """
 
@@ -35,6 +35,6 @@ class FastAP(Method):
 
         def loss(outputs: Tensor, targets: Tensor) -> Tensor:
             scores, labels, weights = memory.extend(task.decode(outputs), targets > 0)
-            return fast_ap(2.0 - 2.0 * torch.tanh(scores / 2), labels, weights, bins)
+            return fast_ap(2.0 - 2.0 * torch.tanh(standardise(scores, weights) / 2), labels, weights, bins)
 
         return loss

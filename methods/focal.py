@@ -24,7 +24,9 @@ class Focal(Method):
             raise SuiteError(f"method 'focal': gamma must be >= 0, got {self.p['gamma']}")
 
     def supports(self, task: Task) -> str | None:
-        return None if task.output_kind == "logits" else f"focal needs class logits; {task.name} outputs {task.output_kind}"
+        if task.output_kind != "logits":
+            return f"focal needs class logits; {task.name} outputs {task.output_kind}"
+        return None
 
     def make_loss(self, task: Task) -> LossFn:
         gamma = float(self.p["gamma"])

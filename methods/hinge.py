@@ -23,7 +23,9 @@ class CrammerSingerHinge(Method):
             raise SuiteError(f"method 'hinge': margin must be > 0, got {self.p['margin']}")
 
     def supports(self, task: Task) -> str | None:
-        return None if task.output_kind == "logits" else f"hinge needs class logits; {task.name} outputs {task.output_kind}"
+        if task.output_kind != "logits":
+            return f"hinge needs class logits; {task.name} outputs {task.output_kind}"
+        return None
 
     def make_loss(self, task: Task) -> LossFn:
         margin = float(self.p["margin"])

@@ -18,7 +18,9 @@ class Poly1(Method):
     params = {"epsilon": 1.0}
 
     def supports(self, task: Task) -> str | None:
-        return None if task.output_kind == "logits" else f"poly1 needs class logits; {task.name} outputs {task.output_kind}"
+        if task.output_kind != "logits":
+            return f"poly1 needs class logits; {task.name} outputs {task.output_kind}"
+        return None
 
     def make_loss(self, task: Task) -> LossFn:
         eps = float(self.p["epsilon"])

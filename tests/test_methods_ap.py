@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from surrogate_bench import get_method, get_task
-from surrogate_bench.taskkit.ap_surrogates import BlackboxRanker, ScoreMemory, blackbox_ap
+from surrogate_bench.taskkit.ap_surrogates import BlackboxRanker, ScoreMemory, blackbox_ap, fast_ap, smooth_ap, standardise
 
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses",
                                  reason="pytorch-metric-learning (the dev extra) is the Smooth-AP/FastAP reference")
@@ -24,7 +24,8 @@ def two_logits(scores: torch.Tensor) -> torch.Tensor:
 
 
 def angles(n: int, seed: int) -> torch.Tensor:
-    return (0.1 + 2.9 * torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.double)).requires_grad_()
+    gen = torch.Generator().manual_seed(seed)
+    return (0.1 + 2.9 * torch.rand(n, generator=gen, dtype=torch.double)).requires_grad_()
 
 
 def pml_anchor_loss(loss: torch.nn.Module, theta: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -36,16 +37,16 @@ def pml_anchor_loss(loss: torch.nn.Module, theta: torch.Tensor, labels: torch.Te
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_smooth_ap_matches_pytorch_metric_learning(seed: int) -> None:
-    """Ranking items by cosine to an anchor == ranking scores s with tanh(s/2) = cosine; the anchor is itself a
-    positive of similarity 1 in PML's list (score 40 here: tanh(20) == 1 in double). PML 2.9 groups the batch
+    """Smooth-AP of a list of similarities == PML's loss of an anchor whose cosines to the items are those
+    similarities; the anchor is itself a positive of similarity 1 in PML's list. PML 2.9 groups the batch
     as (batch // #classes) x #classes, right only when #classes == items per class: 4 classes of 4 here, the
     anchor's 3 classmates are the positives, the other 12 items negatives."""
     theta = angles(4 * 4 - 1, seed)
     labels = torch.arange(4).repeat_interleave(4)[1:]  # PML: class 0 = the anchor's class
     want = pml_anchor_loss(pml_losses.SmoothAPLoss(temperature=0.01, reducer=DoNothingReducer()), theta, labels)
-    scores = torch.cat([torch.tensor([40.0], dtype=torch.double), 2 * torch.atanh(theta.cos())])
+    sims = torch.cat([torch.ones(1, dtype=torch.double), theta.cos()])
     targets = torch.cat([torch.ones(1, dtype=torch.long), (labels == 0).long()])
-    ours = get_method("smooth-ap").make_loss(AP_TASK)(two_logits(scores), targets)
+    ours = smooth_ap(sims, targets, torch.ones_like(sims), temperature=0.01)
     torch.testing.assert_close(ours, want.double(), rtol=1e-5, atol=1e-6)
     g_ours, = torch.autograd.grad(ours, theta)
     g_want, = torch.autograd.grad(want, theta)
@@ -55,12 +56,12 @@ def test_smooth_ap_matches_pytorch_metric_learning(seed: int) -> None:
 
 @pytest.mark.parametrize("seed,bins", [(0, 10), (1, 10), (2, 4)])
 def test_fastap_matches_pytorch_metric_learning(seed: int, bins: int) -> None:
-    """Squared distance of unit vectors = 2 - 2 cos = 2 - 2 tanh(s/2) for s = 2 atanh(cos)."""
+    """FastAP of distances 2 - 2 cos (squared distances of unit vectors) == PML's loss of the anchor."""
     theta = angles(2 * G, seed)
     labels = torch.tensor([0] * G + [1] * G)
     want = pml_anchor_loss(pml_losses.FastAPLoss(num_bins=bins, reducer=DoNothingReducer()), theta, labels)
-    scores = 2 * torch.atanh(theta.cos())
-    ours = get_method("fastap", bins=bins).make_loss(AP_TASK)(two_logits(scores), (labels == 0).long())
+    dist = 2 - 2 * theta.cos()
+    ours = fast_ap(dist, (labels == 0).long(), torch.ones_like(dist), bins)
     torch.testing.assert_close(ours, want)
     torch.testing.assert_close(torch.autograd.grad(ours, theta)[0], torch.autograd.grad(want, theta)[0])
     assert 0.05 < float(ours.detach()) < 0.95
@@ -156,3 +157,22 @@ def test_ap_methods_use_the_decoded_score_and_fit_ap_tasks_only(name: str) -> No
     assert method.supports(AP_TASK) is None
     for other in ("cifar10-acc", "synth-pose-pckh"):
         assert method.supports(get_task(other))
+
+
+@pytest.mark.parametrize("name", ["smooth-ap", "fastap", "blackbox-ap"])
+def test_methods_rank_the_standardised_decoded_score(name: str) -> None:
+    """The methods feed the referenced functions the task's decoded score standardised over the list (tanh(z/2)
+    as similarity, 2 - 2 tanh(z/2) as distance): the loss ignores shifts and positive scalings of the score."""
+    gen = torch.Generator().manual_seed(4)
+    scores = torch.randn(24, generator=gen, dtype=torch.double)
+    targets = (torch.rand(24, generator=gen) < 0.3).long()
+    targets[0] = 1
+    method = get_method(name)
+    got = method.make_loss(AP_TASK)(two_logits(scores), targets)
+    z, ones = standardise(scores, torch.ones(24)), torch.ones(24, dtype=torch.double)
+    want = {"smooth-ap": lambda: smooth_ap(torch.tanh(z / 2), targets, ones, 0.01),
+            "fastap": lambda: fast_ap(2 - 2 * torch.tanh(z / 2), targets, ones, 10),
+            "blackbox-ap": lambda: blackbox_ap(z, targets, ones, 4.0)}[name]()
+    torch.testing.assert_close(got, want)
+    scaled = method.make_loss(AP_TASK)(two_logits(7.0 * scores - 3.0), targets)
+    torch.testing.assert_close(scaled, got)

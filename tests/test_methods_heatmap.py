@@ -15,7 +15,8 @@ POSE1 = get_task("synth-pose-pckh")  # one joint (the head), 32 x 32 heatmaps
 POSE4 = get_task("synth-pose-pckh", joints=(0, 3, 9, 12))
 
 
-def batch(task, n: int = 3, seed: int = 0, invisible: tuple[tuple[int, int], ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(task, n: int = 3, seed: int = 0,
+          invisible: tuple[tuple[int, int], ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     j, (h, w) = task.num_joints, task.heatmap_size
     outputs = (0.3 * torch.rand(n, j, h, w, generator=gen, dtype=torch.double)).requires_grad_()
