@@ -140,10 +140,27 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
             "settings": json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)}
 
 
+def pool_problem(state: object, settings: str) -> str | None:
+    """Why a loaded pool cannot serve (None when it has B outputs, targets and metrics built with ``settings``)."""
+    if not isinstance(state, dict):
+        return f"not a dict but {type(state).__name__}"
+    for name in ("outputs", "targets", "metric"):
+        if not isinstance(state.get(name), Tensor):
+            return f"no {name!r} tensor"
+    b = state["metric"].shape[0] if state["metric"].dim() == 1 else -1
+    if b < 1 or state["outputs"].dim() < 2 or state["outputs"].shape[0] != b or state["targets"].shape[0] != b:
+        return (f"shapes {tuple(state['outputs'].shape)}, {tuple(state['targets'].shape)}, "
+                f"{tuple(state['metric'].shape)} do not hold B batches")
+    if state.get("settings") != settings:
+        return "built with other settings"
+    return None
+
+
 def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device,
                        results_dir: Path, log=print) -> ProbePool:
-    """The cached pool for (task, profile), built once; a corrupted cache file is rebuilt."""
+    """The cached pool for (task, profile), built once; an unreadable or malformed cache file is rebuilt."""
     path = pool_path(results_dir, task, profile_name)
+    settings = json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         state = None
@@ -151,9 +168,12 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
             try:
                 raw = path.read_bytes()
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+                problem = pool_problem(state, settings)
                 digest = hashlib.sha256(raw).hexdigest()
-            except Exception:
-                log(f"probe pool {path.name} is unreadable; rebuilding")
+            except Exception as exc:
+                problem = f"unreadable ({type(exc).__name__})"
+            if problem is not None:
+                log(f"probe pool {path.name} is unusable ({problem}); rebuilding")
                 state = None
         if state is None:
             log(f"building probe pool for {task.name} ({profile_name})")

@@ -105,4 +105,4 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
         return dict(pool_sha256=pool.digest, artifact=artifact, **rank_stats(losses, metric),
                     points=[[float(a), float(b)] for a, b in zip(losses, metric)])
 
-    return recorded(path, opts.force, base, method.supports(task), work)
+    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=key, log=opts.log)

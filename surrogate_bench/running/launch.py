@@ -86,8 +86,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     opts = replace(opts, progress=False, log=log_stderr)
     todo = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
-        existing = read_record(spec.record_path(opts.results_dir))
-        if existing and existing["status"] == "ok" and not opts.force:
+        existing = None if opts.force else read_record(spec.record_path(opts.results_dir), spec.key(), opts.log)
+        if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
         else:
             todo.append(spec)
@@ -157,7 +157,7 @@ def _threads_per_job(jobs: int) -> int:
 def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
     path = spec.record_path(opts.results_dir)
-    existing = read_record(path)
+    existing = read_record(path, spec.key())
     if existing is not None and path.stat().st_mtime >= since:
         return existing
     task, method = spec.build()

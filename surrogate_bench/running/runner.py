@@ -7,8 +7,10 @@ epoch; any fault inside a run becomes a *failed* record and the grid goes on.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
-from ..plugins.errors import NonFiniteLoss, SuiteError
+from ..plugins.errors import DataCorrupt, NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
 from .store import recorded
 
@@ -175,15 +177,43 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
-    """The checkpoint for this key, or None if missing, corrupted or for another key."""
+CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "key": str, "epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "history": list,
+    "train_time": (int, float), "seen": int}
+
+
+def checkpoint_problem(state: Any, key: str) -> str | None:
+    """Why a loaded checkpoint cannot resume the run ``key`` (None when its structure fits)."""
+    if not isinstance(state, dict):
+        return f"not a dict but {type(state).__name__}"
+    for name, types in CHECKPOINT_FIELDS.items():
+        if name not in state:
+            return f"no {name!r}"
+        if not isinstance(state[name], types) or isinstance(state[name], bool):
+            return f"{name!r} is {type(state[name]).__name__}"
+    if state["key"] != key:
+        return "written for another run key"
+    mid = state.get("mid_epoch")
+    if mid is not None and not (isinstance(mid, dict) and isinstance(mid.get("step"), int)
+                                and isinstance(mid.get("perm"), Tensor) and isinstance(mid.get("losses"), Tensor)):
+        return "malformed 'mid_epoch'"
+    return None
+
+
+def load_checkpoint(path: Path, key: str, log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The checkpoint for this key, or None if missing, unreadable, malformed or for another key (``log``
+    hears why, except when it is missing)."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(state, dict) or state.get("key") != key or "epoch" not in state:
+    except Exception as exc:
+        problem = f"unreadable ({type(exc).__name__})"
+    else:
+        problem = checkpoint_problem(state, key)
+    if problem is not None:
+        if log:
+            log(f"ignoring checkpoint {path}: {problem}; starting from scratch")
         return None
     return state
 
@@ -212,11 +242,24 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
     task, method = spec.build()
     key = spec.key()
     path = spec.record_path(opts.results_dir)
-    record = recorded(path, opts.force, lambda: base_record(spec, key, task, method, opts), method.supports(task),
-                      lambda: _train(spec, key, task, method, opts), passthrough=(_SimulatedCrash,))
+    record = recorded(path, opts.force, lambda: base_record(spec, key, task, method, opts),
+                      lambda: method.supports(task), lambda: _train(spec, key, task, method, opts),
+                      passthrough=(_SimulatedCrash,), key=key, log=opts.log)
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
     return record
+
+
+class UndefinedMetric(ValueError):
+    """The exact metric of the test split is NaN / infinite: the run has no result (a failed record)."""
+
+
+def check_nonempty(task: Task, data: TaskData) -> None:
+    """A task whose loaded train or test split is empty fails in one line, not deep in the training loop."""
+    for name in ("train", "test"):
+        if len(getattr(data, name)) == 0:
+            raise DataCorrupt(f"task {task.name!r} loaded an empty {name} split; expected at least one sample "
+                              f"(check its data files and size parameters)")
 
 
 class _SimulatedCrash(RuntimeError):
@@ -227,6 +270,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     device = opts.device
     profile = task.profile(spec.profile)
     data = load_task_data(task, opts.data_root, opts.download).limit(profile).to(device)
+    check_nonempty(task, data)
     seed_everything(spec.seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(spec.seed)
@@ -244,27 +288,38 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     history: list[dict[str, Any]] = []
     start_epoch, train_time, seen = 0, 0.0, 0
     ckpt_file = checkpoint_path(opts.results_dir, key)
+    n_steps = len(data.train) // min(profile.batch_size, len(data.train))
     for stale in ckpt_file.parent.glob(f".{ckpt_file.name}.*.tmp"):  # left by a kill mid-save; we hold the key's lock
         stale.unlink(missing_ok=True)
     if opts.force:
         ckpt_file.unlink(missing_ok=True)
-    state = load_checkpoint(ckpt_file, key)
-    if state is None and ckpt_file.exists():
-        opts.log(f"ignoring unreadable or mismatched checkpoint {ckpt_file}; starting {spec.task}/{spec.method} "
-                 f"seed {spec.seed} from scratch")
+    state = load_checkpoint(ckpt_file, key, opts.log)
+    mid = None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], gen)
-        history, start_epoch = state["history"], int(state["epoch"])
-        train_time, seen = float(state["train_time"]), int(state["seen"])
-        mid = state.get("mid_epoch")  # {"step", "perm", "losses"} when saved inside epoch start_epoch + 1
-        where = f", step {mid['step']}" if mid else ""
-        opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}"
-                 + where)
-    else:
-        mid = None
+        fresh = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "rng": _rng_state(gen)})
+        try:  # a checkpoint that loads but does not fit (other shapes, broken RNG state) is ignored, not fatal
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], gen)
+            history, start_epoch = list(state["history"]), int(state["epoch"])
+            train_time, seen = float(state["train_time"]), int(state["seen"])
+            mid = state.get("mid_epoch")  # {"step", "perm", "losses"} when saved inside epoch start_epoch + 1
+            if not 0 <= start_epoch <= profile.epochs or (mid and not 0 < int(mid["step"]) < n_steps):
+                raise ValueError(f"epoch {start_epoch} / step {mid and mid['step']} out of range")
+        except Exception as exc:
+            opts.log(f"ignoring checkpoint {ckpt_file}: it does not fit this run ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}); starting from scratch")
+            model.load_state_dict(fresh["model"])
+            optimizer.load_state_dict(fresh["optimizer"])
+            scheduler.load_state_dict(fresh["scheduler"])
+            _set_rng_state(fresh["rng"], gen)
+            history, start_epoch, train_time, seen, mid = [], 0, 0.0, 0, None
+        else:
+            where = f", step {mid['step']}" if mid else ""
+            opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}"
+                     + where)
 
     def snapshot(epochs_done: int, elapsed: float, inside: dict[str, Any] | None = None) -> None:
         save_checkpoint(ckpt_file, {
@@ -320,6 +375,9 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     bar.close()
 
     test = evaluate(task, model, data.test, device, profile)
+    if not math.isfinite(test):
+        raise UndefinedMetric(f"the test {task.metric_name} is undefined ({test}) on {len(data.test)} test samples "
+                              f"of {spec.task} with {task.config()['params']} (e.g. no positive or visible target)")
     vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
     best_val = max(vals, key=lambda v: sign * v) if vals else None
     return {
