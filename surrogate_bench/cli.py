@@ -6,6 +6,8 @@ User errors print one line and exit with code 2; failed runs exit with 1 after t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -139,9 +141,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     launch.validate()
     opts = run_options(args, progress=not args.no_progress)
     failed = 0
-    for rec in execute(specs, opts, launch):
-        failed += rec["status"] == "failed"
-        print(summary_line(rec), flush=True)
+    with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
+        for rec in records:
+            failed += rec["status"] == "failed"
+            print(summary_line(rec), flush=True)
     if args.all and not args.no_probe:
         failed += run_probes(tasks, methods, args.profile, opts)
     return 1 if failed else 0
@@ -163,8 +166,9 @@ def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
 def probe_line(rec: dict) -> str:
     head = f"probe {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
     if rec["status"] == "ok":
-        return head + (f"spearman {rec['spearman']:+.3f} [{rec['spearman_ci_low']:+.3f}, {rec['spearman_ci_high']:+.3f}]"
-                       f" kendall {rec['kendall']:+.3f} over {rec['n_batches']} batches")
+        return head + (f"spearman {_num(rec.get('spearman'), '+.3f')} [{_num(rec.get('spearman_ci_low'), '+.3f')}, "
+                       f"{_num(rec.get('spearman_ci_high'), '+.3f')}] kendall {_num(rec.get('kendall'), '+.3f')} "
+                       f"over {rec.get('n_batches')} batches")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
@@ -183,11 +187,14 @@ def summary_line(rec: dict) -> str:
     head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
     if rec["status"] == "ok":
         how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
-        best = rec.get("best_val_metric")
-        best = float("nan") if best is None else best  # 0.0 is a value, not a missing one
-        return head + (f"{rec.get('metric_name', 'metric')} {rec['test_metric']:.4f} "
-                       f"(best val {best:.4f}; {how})")
+        return head + (f"{rec.get('metric_name', 'metric')} {_num(rec.get('test_metric'), '.4f')} "
+                       f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+
+
+def _num(value: object, fmt: str) -> str:
+    """A number in ``fmt``; None (a missing value; 0.0 is a value) as ``nan``."""
+    return format(float("nan") if value is None else value, fmt)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -231,19 +238,54 @@ COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "probe": cmd_p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.plugin:
-            from .running.launch import load_plugins
+    """Run one command; every way it can end is one line on stderr at most (never a traceback)."""
+    from .running.signals import stop_on_signals
 
-            load_plugins(args.plugin)
-        return COMMANDS[args.command](args)
+    try:
+        with stop_on_signals():
+            args = build_parser().parse_args(argv)
+            if args.plugin:
+                from .running.launch import load_plugins
+
+                load_plugins(args.plugin)
+            return COMMANDS[args.command](args)
     except SuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail(f"error: {exc}", 2)
+    except BrokenPipeError:  # `... | head` closed our stdout: stop quietly, as a C tool would
+        _silence_stdout()
+        return 141
+    except OSError as exc:  # a file or folder of this command that cannot be made, read or written
+        from .running.store import os_error_line
+
+        return _fail(f"error: {os_error_line(exc)}", 2)
+    except KeyboardInterrupt as exc:
+        from .running.signals import Terminated
+
+        return _fail("terminated" if isinstance(exc, Terminated) else "interrupted",
+                     128 + exc.signum if isinstance(exc, Terminated) else 130)
+    except Exception as exc:  # a plugin's or the suite's own bug: one line; the traceback on request
+        if os.environ.get("SURROGATE_BENCH_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return _fail(f"error: unexpected {type(exc).__name__}: {first} (set SURROGATE_BENCH_DEBUG=1 for the "
+                     f"traceback)", 2)
+
+
+def _fail(line: str, code: int) -> int:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
