@@ -166,4 +166,7 @@ def get_method(name: str, **params: Any) -> Method:
 def method_for(task: Task, name: str, **params: Any) -> Method:
     """The method as run on ``task``: the task's tuned defaults for it (``Task.method_defaults``), then
     ``params`` on top. Explicit parameters always win; the run key sees the effective values."""
-    return get_method(name, **{**task.method_defaults.get(name, {}), **params})
+    method = get_method(name, **{**task.method_defaults.get(name, {}), **params})
+    if method.supports(task) is None:
+        method.check_task(task)
+    return method

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .augment import normalize, random_crop_flip
-from ..plugins.contracts import Profile, Split, Task, TaskData
+from ..plugins.contracts import Profile, Split, Task, TaskData, between
 from ..datasets.cifar import load_cifar
 from ..plugins.errors import SuiteError
 from .metrics import accuracy
@@ -41,6 +41,7 @@ class CifarAccuracyTask(Task):
     output_kind = "logits"
     channels_last = True
     params = {"depth": 20, "val_size": 5000}
+    param_domains = {"depth": between(8, 1000), "val_size": between(0, 49_999)}  # depth: also 6n+2 (validate)
     profiles = CIFAR_PROFILES
     # UniLoss on CIFAR-10 quick, H100, 5 seeds each (README, "UniLoss: settings, task-tuned defaults and speed"): its logit gradient is
     # ~10x smaller than CE's (a batch-level IDW over n(p-1) = 1152 binaries), so at CE's learning rate it
