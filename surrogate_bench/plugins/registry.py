@@ -167,6 +167,10 @@ def method_for(task: Task, name: str, **params: Any) -> Method:
     """The method as run on ``task``: the task's tuned defaults for it (``Task.method_defaults``), then
     ``params`` on top. Explicit parameters always win; the run key sees the effective values."""
     method = get_method(name, **{**task.method_defaults.get(name, {}), **params})
-    if method.supports(task) is None:
+    try:
+        supported = method.supports(task) is None
+    except Exception:  # a plugin bug: the run's own guard records it as a failed run
+        supported = False
+    if supported:
         method.check_task(task)
     return method

@@ -60,8 +60,15 @@ def children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def die_with_parent(parent_pid: int | None = None) -> None:
-    """In a worker: get SIGTERM when the parent exits (Linux); exit now if the parent is already gone."""
+    """In a worker: get SIGTERM when the parent exits (Linux); exit now if the parent is already gone.
+    SIGTERM then unwinds the worker (SystemExit: locks released, its semaphores cleaned up, no traceback)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

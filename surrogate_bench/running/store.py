@@ -69,15 +69,19 @@ _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
                "task": ((str,), True, True), "method": ((str,), True, True), "profile": ((str,), True, True),
                "reason": ((str,), False, False), "skip": ((str,), False, False), "metric_name": ((str,), False, False),
                "task_params": ((dict,), False, False), "method_params": ((dict,), False, False),
-               "environment": ((dict,), False, False), "wall_time_s": (_NUMBER, False, False)},
+               "environment": ((dict,), False, True), "wall_time_s": (_NUMBER, False, False)},
     "run": {"seed": ((int,), True, True), "test_metric": (_NUMBER, False, True),
             "best_val_metric": (_NUMBER, False, False), "final_val_metric": (_NUMBER, False, False),
-            "higher_is_better": ((bool,), False, False), "epochs": ((int,), False, False),
+            "higher_is_better": ((bool,), False, False), "epochs": ((int,), False, True),
             "history": ((list,), False, False), "profile_settings": ((dict,), False, False)},
-    "probe": {"spearman": (_NUMBER, False, True), "spearman_ci_low": (_NUMBER, False, False),
+    "probe": {"spearman": (_NUMBER, False, False), "spearman_ci_low": (_NUMBER, False, False),
               "spearman_ci_high": (_NUMBER, False, False), "kendall": (_NUMBER, False, False),
               "n_batches": ((int,), False, True), "points": ((list,), False, False)},
 }
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
 def record_problem(rec: Any, expected_key: str | None = None) -> str | None:
@@ -108,6 +112,12 @@ def record_problem(rec: Any, expected_key: str | None = None) -> str | None:
             return f"field {name!r} is {value}"
     if rec["kind"] == "run" and rec["seed"] < 0:
         return f"field 'seed' is negative ({rec['seed']})"
+    for i, item in enumerate(rec.get("history") or []):  # what curves are drawn from
+        if not isinstance(item, dict) or not _number_or_none(item.get("val_metric")):
+            return f"history entry {i} is not {{epoch, val_metric: number or null, ...}}"
+    for i, item in enumerate(rec.get("points") or []):  # what scatter plots are drawn from
+        if not (isinstance(item, list) and len(item) == 2 and all(map(_number_or_none, item))):
+            return f"points entry {i} is not a [loss, metric] pair of numbers"
     if expected_key is not None and rec["key"] != expected_key:
         return f"its key {rec['key']!r} is not this run's key {expected_key!r} (another run's record?)"
     return None
@@ -120,7 +130,7 @@ def read_record(path: Path, expected_key: str | None = None,
     The one reader of records: reuse, summaries and reports all go through it."""
     try:
         rec = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no record there (yet)
         return None
     except (OSError, ValueError) as exc:  # unreadable, truncated, not JSON, not UTF-8
         if warn:
