@@ -132,7 +132,7 @@ def read_record(path: Path, expected_key: str | None = None,
         rec = json.loads(Path(path).read_text())
     except (FileNotFoundError, NotADirectoryError):  # no record there (yet)
         return None
-    except (OSError, ValueError) as exc:  # unreadable, truncated, not JSON, not UTF-8
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, truncated, not JSON, not UTF-8, too deep
         if warn:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             warn(f"{path}: not a readable JSON record ({why})")
