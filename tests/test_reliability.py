@@ -65,7 +65,8 @@ def _one_record(results: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("damage", ["metric null", "field missing", "wrong type", "other key", "other run copied"])
+@pytest.mark.parametrize("damage", ["metric null", "field missing", "wrong type", "other key", "other run copied",
+                                    "seed edited"])
 def test_damaged_or_foreign_record_is_not_reused(damage, capsys, tmp_path) -> None:
     results = tmp_path / "results"
     code, out, _ = run_cli(capsys, *tiny(results))
@@ -80,6 +81,8 @@ def test_damaged_or_foreign_record_is_not_reused(damage, capsys, tmp_path) -> No
         rec["test_metric"] = "0.9"
     elif damage == "other key":
         rec["key"] = "0" * 20
+    elif damage == "seed edited":  # the key is right, the record says another seed
+        rec["seed"] = 10**400
     else:  # another run's (seed 1) record copied onto this path
         code, _, _ = run_cli(capsys, *tiny(results, "--seeds", "1"))
         other = next(p for p in results.glob("runs/**/*.json") if p != path)
@@ -113,6 +116,8 @@ def test_record_problem_oracle() -> None:
                                    ("environment", "cpu", "environment")]:
         assert expected in record_problem({**good, field: value}), (field, value)
     assert "missing" in record_problem({k: v for k, v in good.items() if k != "task"})
+    assert record_problem(good, "k", {"task": "t", "seed": 0}) is None
+    assert "its seed 0 is not this run's 1" in record_problem(good, "k", {"seed": 1})
     assert record_problem({**good, "status": "skipped", "test_metric": None}) is None
     assert "not a JSON object" in record_problem([good])
 

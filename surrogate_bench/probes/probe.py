@@ -105,4 +105,5 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
         return dict(pool_sha256=pool.digest, artifact=artifact, **rank_stats(losses, metric),
                     points=[[float(a), float(b)] for a, b in zip(losses, metric)])
 
-    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=key, log=opts.log)
+    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=key, log=opts.log,
+                    expect={"kind": "probe", "task": task_name, "method": method_name, "profile": profile})

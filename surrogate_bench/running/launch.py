@@ -88,7 +88,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     opts = replace(opts, progress=False, log=log_stderr)
     todo = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
-        existing = None if opts.force else read_record(spec.record_path(opts.results_dir), spec.key(), opts.log)
+        existing = None if opts.force else read_record(spec.record_path(opts.results_dir), spec.key(), opts.log,
+                                                  spec.expected_fields())
         if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
         else:
@@ -164,7 +165,7 @@ def _threads_per_job(jobs: int) -> int:
 def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
     path = spec.record_path(opts.results_dir)
-    existing = read_record(path, spec.key())
+    existing = read_record(path, spec.key(), expect=spec.expected_fields())
     if existing is not None and path.stat().st_mtime >= since:
         return existing
     task, method = spec.build()

@@ -60,6 +60,10 @@ class RunSpec:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
+    def expected_fields(self) -> dict[str, Any]:
+        """The fields a record of this run must carry besides its key (checked before a record is reused)."""
+        return {"kind": "run", "task": self.task, "method": self.method, "profile": self.profile, "seed": self.seed}
+
     def record_path(self, results_dir: Path) -> Path:
         return Path(results_dir) / "runs" / self.profile / self.task / f"{self.method}-s{self.seed}-{self.key()[:10]}.json"
 
@@ -244,7 +248,7 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
     path = spec.record_path(opts.results_dir)
     record = recorded(path, opts.force, lambda: base_record(spec, key, task, method, opts),
                       lambda: method.supports(task), lambda: _train(spec, key, task, method, opts),
-                      passthrough=(_SimulatedCrash,), key=key, log=opts.log)
+                      passthrough=(_SimulatedCrash,), key=key, log=opts.log, expect=spec.expected_fields())
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
     return record

@@ -12,7 +12,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 from filelock import FileLock
@@ -22,6 +22,7 @@ from ..plugins.errors import DataUnavailable, SuiteError
 RECORD_KINDS = ("run", "probe")
 STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
+SEED_MAX = 2**63 - 1  # as plugins.contracts.SEED_MAX (not imported: reading records needs no torch)
 
 
 _UMASK = os.umask(0o022)
@@ -84,8 +85,9 @@ def _number_or_none(value: Any) -> bool:
     return value is None or isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
-def record_problem(rec: Any, expected_key: str | None = None) -> str | None:
-    """Why ``rec`` is not a valid record (of ``expected_key``, when given), or None when it is.
+def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[str, Any] | None = None) -> str | None:
+    """Why ``rec`` is not a valid record (of ``expected_key`` and with the field values in ``expect``, when
+    given), or None when it is.
 
     Checks the core fields and the types of the fields readers use; any other field is allowed. An ok run
     must carry a finite test metric (a missing metric is never reported as a result); numbers may be
@@ -110,8 +112,8 @@ def record_problem(rec: Any, expected_key: str | None = None) -> str | None:
             return f"field {name!r} is {type(value).__name__}, expected {' or '.join(t.__name__ for t in types)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"field {name!r} is {value}"
-    if rec["kind"] == "run" and rec["seed"] < 0:
-        return f"field 'seed' is negative ({rec['seed']})"
+    if rec["kind"] == "run" and not 0 <= rec["seed"] <= SEED_MAX:
+        return f"field 'seed' is outside [0, 2^63 - 1]"
     for i, item in enumerate(rec.get("history") or []):  # what curves are drawn from
         if not isinstance(item, dict) or not _number_or_none(item.get("val_metric")):
             return f"history entry {i} is not {{epoch, val_metric: number or null, ...}}"
@@ -120,11 +122,14 @@ def record_problem(rec: Any, expected_key: str | None = None) -> str | None:
             return f"points entry {i} is not a [loss, metric] pair of numbers"
     if expected_key is not None and rec["key"] != expected_key:
         return f"its key {rec['key']!r} is not this run's key {expected_key!r} (another run's record?)"
+    for name, value in (expect or {}).items():
+        if rec.get(name) != value:
+            return f"its {name} {rec.get(name)!r} is not this run's {value!r} (another run's record?)"
     return None
 
 
-def read_record(path: Path, expected_key: str | None = None,
-                warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+def read_record(path: Path, expected_key: str | None = None, warn: Callable[[str], None] | None = None,
+                expect: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The record at ``path``, or None when it is missing, unreadable, not a valid record (see
     :func:`record_problem`) or, with ``expected_key``, another run's; ``warn`` hears why (missing is silent).
     The one reader of records: reuse, summaries and reports all go through it."""
@@ -137,7 +142,7 @@ def read_record(path: Path, expected_key: str | None = None,
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             warn(f"{path}: not a readable JSON record ({why})")
         return None
-    problem = record_problem(rec, expected_key)
+    problem = record_problem(rec, expected_key, expect)
     if problem is not None:
         if warn:
             warn(f"{path}: {problem}")
@@ -155,12 +160,13 @@ def warn_stderr(message: str) -> None:
 def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]],
              skip_reason: str | None | Callable[[], str | None], work: Callable[[], dict[str, Any]],
              passthrough: tuple[type[BaseException], ...] = (), key: str | None = None,
-             log: Callable[[str], None] = warn_stderr) -> dict[str, Any]:
+             log: Callable[[str], None] = warn_stderr, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One unit of work (a run, a probe) kept as the record at ``path``: an ok record is reused (``reused``
     marks it) unless ``force``; otherwise, under a per-path file lock (rechecked once held), the record
     ``base()`` gets ``skip_reason`` as an unsupported skip, or ``work()``'s results with status ok,
     a data skip (DataUnavailable) or a failure with its reason; then its wall time, and it is written
-    atomically. Only a valid record of ``key`` (``base()["key"]`` when None) is reused. ``skip_reason`` may be
+    atomically. Only a valid record of ``key`` (``base()["key"]`` when None) with the fields in ``expect``
+    (task, method, ...) is reused. ``skip_reason`` may be
     a callable (a plugin's ``supports``), called inside the guard. Exceptions in ``passthrough`` propagate; an
     unwritable record, folder or lock is a SuiteError."""
     if key is None:
@@ -176,7 +182,7 @@ def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]],
     def reusable() -> dict[str, Any] | None:
         if force:
             return None
-        rec = read_record(path, expected_key=key, warn=once)
+        rec = read_record(path, expected_key=key, warn=once, expect=expect)
         return {**rec, "reused": True} if rec and rec["status"] == "ok" else None
 
     if (done := reusable()) is not None:
