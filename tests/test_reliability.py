@@ -107,7 +107,8 @@ def test_undefined_test_metric_is_a_failed_run_and_the_rerun_prints_one_line(cap
 
 def test_record_problem_oracle() -> None:
     good = {"kind": "run", "key": "k", "status": "ok", "task": "t", "method": "m", "profile": "p", "seed": 0,
-            "test_metric": 0.5, "epochs": 1, "environment": {}, "extra_field_of_a_newer_version": [1]}
+            "test_metric": 0.5, "epochs": 1, "environment": {}, "metric_name": "AP",
+            "extra_field_of_a_newer_version": [1]}
     assert record_problem(good) is None and record_problem(good, "k") is None
     assert "not this run's key" in record_problem(good, "other")
     for field, value, expected in [("test_metric", None, "null"), ("seed", "0", "str"), ("seed", True, "bool"),

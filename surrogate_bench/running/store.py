@@ -68,7 +68,7 @@ _NUMBER = (int, float)
 _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
     "common": {"kind": ((str,), True, True), "key": ((str,), True, True), "status": ((str,), True, True),
                "task": ((str,), True, True), "method": ((str,), True, True), "profile": ((str,), True, True),
-               "reason": ((str,), False, False), "skip": ((str,), False, False), "metric_name": ((str,), False, False),
+               "reason": ((str,), False, False), "skip": ((str,), False, False), "metric_name": ((str,), False, True),
                "task_params": ((dict,), False, False), "method_params": ((dict,), False, False),
                "environment": ((dict,), False, True), "wall_time_s": (_NUMBER, False, False)},
     "run": {"seed": ((int,), True, True), "test_metric": (_NUMBER, False, True),
@@ -113,10 +113,12 @@ def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[st
         if isinstance(value, float) and not math.isfinite(value):
             return f"field {name!r} is {value}"
     if rec["kind"] == "run" and not 0 <= rec["seed"] <= SEED_MAX:
-        return f"field 'seed' is outside [0, 2^63 - 1]"
+        return "field 'seed' is outside [0, 2^63 - 1]"
     for i, item in enumerate(rec.get("history") or []):  # what curves are drawn from
         if not isinstance(item, dict) or not _number_or_none(item.get("val_metric")):
             return f"history entry {i} is not {{epoch, val_metric: number or null, ...}}"
+    if ok and rec.get("points") == []:
+        return "field 'points' is empty"
     for i, item in enumerate(rec.get("points") or []):  # what scatter plots are drawn from
         if not (isinstance(item, list) and len(item) == 2 and all(map(_number_or_none, item))):
             return f"points entry {i} is not a [loss, metric] pair of numbers"
