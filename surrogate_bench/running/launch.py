@@ -26,7 +26,7 @@ except ImportError:  # submitit is only needed by --launcher submitit / submitit
     Checkpointable = object  # type: ignore[assignment,misc]
 
 from ..plugins.errors import SuiteError
-from .runner import RunOptions, RunSpec, base_record, run_one
+from .runner import RunOptions, RunSpec, base_record, resolve, run_one
 from .signals import children_ignore_sigint, die_with_parent
 from .store import os_error_line, read_record, write_record
 
@@ -88,8 +88,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     opts = replace(opts, progress=False, log=log_stderr)
     todo = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
-        existing = None if opts.force else read_record(spec.record_path(opts.results_dir), spec.key(), opts.log,
-                                                  spec.expected_fields())
+        r = resolve(spec, replace(opts, download=False))
+        existing = None if opts.force else read_record(r.path, r.key, opts.log, spec.expected_fields())
         if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
         else:
@@ -164,12 +164,12 @@ def _threads_per_job(jobs: int) -> int:
 
 def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
-    path = spec.record_path(opts.results_dir)
-    existing = read_record(path, spec.key(), expect=spec.expected_fields())
+    r = resolve(spec, replace(opts, download=False))
+    path = r.path
+    existing = read_record(path, r.key, expect=spec.expected_fields())
     if existing is not None and path.stat().st_mtime >= since:
         return existing
-    task, method = spec.build()
-    record = {**base_record(spec, spec.key(), task, method, opts), "status": "failed", "reason": reason}
+    record = {**base_record(spec, r.key, r.task, r.method, opts, r.fp), "status": "failed", "reason": reason}
     try:
         write_record(path, record)
     except OSError as exc:

@@ -19,7 +19,7 @@ from filelock import FileLock
 
 from ..plugins.errors import DataUnavailable, SuiteError
 
-RECORD_KINDS = ("run", "probe")
+RECORD_KINDS = ("run", "probe", "tune")
 STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
 SEED_MAX = 2**63 - 1  # as plugins.contracts.SEED_MAX (not imported: reading records needs no torch)
@@ -78,6 +78,8 @@ _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
     "probe": {"spearman": (_NUMBER, False, False), "spearman_ci_low": (_NUMBER, False, False),
               "spearman_ci_high": (_NUMBER, False, False), "kendall": (_NUMBER, False, False),
               "n_batches": ((int,), False, True), "points": ((list,), False, False)},
+    "tune": {"seeds": ((list,), False, False), "trials": ((list,), False, True), "points": ((list,), False, False),
+             "choice": ((dict,), False, False), "choice_val_metric": (_NUMBER, False, False)},
 }
 
 
@@ -100,7 +102,9 @@ def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[st
     if rec.get("status") not in STATUSES:
         return f"status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
     ok = rec["status"] == "ok"
+    trial = rec["kind"] == "run" and rec.get("evaluate_test") is False  # a tuning trial has no test metric
     for name, (types, required, required_ok) in {**_FIELDS["common"], **_FIELDS[rec["kind"]]}.items():
+        required_ok = required_ok and not (trial and name == "test_metric")
         value = rec.get(name)
         if value is None:
             if name not in rec and (required or (ok and required_ok)):
@@ -117,9 +121,9 @@ def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[st
     for i, item in enumerate(rec.get("history") or []):  # what curves are drawn from
         if not isinstance(item, dict) or not _number_or_none(item.get("val_metric")):
             return f"history entry {i} is not {{epoch, val_metric: number or null, ...}}"
-    if ok and rec.get("points") == []:
+    if rec["kind"] == "probe" and ok and rec.get("points") == []:
         return "field 'points' is empty"
-    for i, item in enumerate(rec.get("points") or []):  # what scatter plots are drawn from
+    for i, item in enumerate(rec.get("points") or [] if rec["kind"] == "probe" else []):  # scatter plots
         if not (isinstance(item, list) and len(item) == 2 and all(map(_number_or_none, item))):
             return f"points entry {i} is not a [loss, metric] pair of numbers"
     if expected_key is not None and rec["key"] != expected_key:
@@ -253,47 +257,57 @@ def check_writable(results_dir: Path) -> None:
         raise SuiteError(f"results directory {results_dir} is not writable: {exc.strerror or exc}") from None
 
 
-RECORD_FOLDERS = {"run": "runs", "probe": "probes"}
+RECORD_FOLDERS = {"run": ("runs", "tuning"), "probe": ("probes",), "tune": ("tuning",)}  # tuning/: trials too
 _NAME_KEY = re.compile(r"-([0-9a-f]{10})$")  # record file names end with the first 10 hex digits of the key
 
 
 def iter_records(results_dir: Path, kind: str | None = None,
-                 warn: Callable[[str], None] | None = warn_stderr) -> Iterator[dict[str, Any]]:
+                 warn: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
     """Every valid record (of ``kind``) under ``results_dir``'s record folders, each key once.
 
-    A malformed or foreign JSON file, a record of another kind in a kind's folder, one whose key is not the
-    key its file name carries (a record copied onto another run's path) and a second copy of a key are
-    skipped, each with a warning naming the file."""
-    seen: dict[str, Path] = {}
-    for k in [kind] if kind else list(RECORD_KINDS):
+    A malformed or foreign JSON file, one whose key is not the key its file name carries (a record copied
+    onto another run's path) and a second copy of a key are skipped, each with a warning naming the file
+    (default: one line on stderr, each once per process)."""
+    warn = _warn_once if warn is None else warn
+    seen: dict[tuple[str, str], Path] = {}
+    folders = sorted({f for k in ([kind] if kind else RECORD_KINDS) for f in RECORD_FOLDERS.get(k, ())})
+    for folder in folders:
         try:
-            paths = sorted((Path(results_dir) / RECORD_FOLDERS[k]).glob("**/*.json"))
+            paths = sorted((Path(results_dir) / folder).glob("**/*.json"))
         except OSError as exc:
             raise SuiteError(f"cannot read records under {results_dir}: {os_error_line(exc)}") from None
         for path in paths:
             if path.name.startswith("."):
                 continue  # a temp file of an atomic write in progress
             rec = read_record(path, warn=warn and (lambda why: warn(f"skipping {why}")))
-            if rec is None:
+            if rec is None or (kind is not None and rec["kind"] != kind):
                 continue
             named = _NAME_KEY.search(path.stem)
             problem = None
-            if rec["kind"] != k:
-                problem = f"a {rec['kind']} record in the {RECORD_FOLDERS[k]}/ folder"
-            elif named and not rec["key"].startswith(named.group(1)):
+            if named and not rec["key"].startswith(named.group(1)):
                 problem = f"its key {rec['key'][:10]}... is not the one its file name carries ({named.group(1)})"
-            elif rec["key"] in seen:
-                problem = f"a second copy of run key {rec['key']} (first: {seen[rec['key']]}); counted once"
+            elif (rec["kind"], rec["key"]) in seen:
+                problem = f"a second copy of key {rec['key']} (first: {seen[rec['kind'], rec['key']]}); counted once"
             if problem:
                 if warn:
                     warn(f"skipping {path}: {problem}")
                 continue
-            seen[rec["key"]] = path
+            seen[rec["kind"], rec["key"]] = path
             yield rec
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """stderr, each distinct warning once per process (a report reads the folders once per record kind)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warn_stderr(message)
+
+
 def records_frame(results_dir: Path, kind: str = "run",
-                  warn: Callable[[str], None] | None = warn_stderr) -> pd.DataFrame:
+                  warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """All valid records of one kind as a flat DataFrame (one row per record, one per key)."""
     rows = list(iter_records(results_dir, kind, warn))
     if not rows:
