@@ -92,7 +92,7 @@ def test_damaged_or_foreign_record_is_not_reused(damage, capsys, tmp_path) -> No
     assert code == 0 and "Traceback" not in out + err, (out, err)
     assert "reused" not in out and " AP " in out, out  # rerun, not reused and not a crash in the summary
     assert f"not reusing {path}" in err, err
-    fresh = read_record(path, RunSpec("tiny-ap", "ce", "smoke", 0).key())
+    fresh = read_record(path, RunSpec("tiny-ap", "ce", "smoke", 0).key_at(tmp_path))
     assert fresh is not None and fresh["seed"] == 0 and math.isfinite(fresh["test_metric"])
 
 
@@ -126,7 +126,9 @@ def test_record_problem_oracle() -> None:
 # -- 2. OS errors: one line, exit 2 ------------------------------------------------------------------------------
 def test_lock_path_that_is_a_directory_is_one_line(capsys, tmp_path) -> None:
     results = tmp_path / "results"
-    path = RunSpec("tiny-ap", "ce", "smoke", 0).record_path(results) if load_plugins([TINY]) is None else None
+    load_plugins([TINY])
+    spec = RunSpec("tiny-ap", "ce", "smoke", 0)
+    path = spec.record_path(results, spec.key_at(tmp_path))
     Path(str(path) + ".lock").mkdir(parents=True)
     one_line_exit_2(*run_cli(capsys, *tiny(results)), "cannot lock record")
 
@@ -347,14 +349,15 @@ def test_malformed_checkpoint_is_ignored(content, force, tmp_path) -> None:
     opts = RunOptions(results_dir=tmp_path / "results", data_root=tmp_path, device=torch.device("cpu"),
                       progress=False, log=logs.append, force=force)
     spec = RunSpec("tiny-ap", "ce", "smoke", 0)
-    state = {"no model": {"key": spec.key(), "epoch": 2},
-             "wrong types": {"key": spec.key(), "epoch": "2", "model": {}, "optimizer": {}, "scheduler": {},
+    key = spec.key_at(tmp_path)
+    state = {"no model": {"key": key, "epoch": 2},
+             "wrong types": {"key": key, "epoch": "2", "model": {}, "optimizer": {}, "scheduler": {},
                              "rng": {}, "history": [], "train_time": 1.0, "seen": 3},
              "not a dict": [1, 2, 3],
-             "other shapes": {"key": spec.key(), "epoch": 2, "model": {"0.weight": torch.zeros(3)},
+             "other shapes": {"key": key, "epoch": 2, "model": {"0.weight": torch.zeros(3)},
                               "optimizer": {}, "scheduler": {}, "rng": {}, "history": [], "train_time": 1.0,
                               "seen": 3}}[content]
-    path = checkpoint_path(opts.results_dir, spec.key())
+    path = checkpoint_path(opts.results_dir, key)
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     rec = run_one(spec, opts)
