@@ -34,10 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a grid of task x method x seed")
     r.add_argument("--all", action="store_true", help="every task x every method")
+    r.add_argument("--grid", default=None, metavar="NAME",
+                   help="a named grid instead of --all/--task/--method: papers (the papers' headline tables, "
+                        "paper profile, seeds 0,1,2; rows without data are listed as skipped)")
     r.add_argument("--task", help="comma list or glob patterns of task names")
     r.add_argument("--method", help="comma list or glob patterns of method names")
-    r.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
-    r.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
+    r.add_argument("--profile", default=None, help="smoke | quick | paper (default quick; --grid: the grid's)")
+    r.add_argument("--seeds", default=None, help="comma list of seeds (default 0; --grid: the grid's)")
     r.add_argument("--task-param", action="append", default=[], metavar="K=V")
     r.add_argument("--method-param", action="append", default=[], metavar="K=V")
     _common(r)
@@ -56,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SEC",
                    help="also checkpoint inside an epoch every SEC seconds (default 60; epochs always end with one)")
     r.add_argument("--no-probe", action="store_true", help="with --all: skip the Spearman probes")
+    r.add_argument("--step-capture", default=None, choices=["auto", "graph", "compile", "eager"],
+                   help="training step: auto (CUDA graph of the whole step on CUDA, eager on CPU), graph, "
+                        "compile (torch.compile) or eager; not part of a run's key")
+    r.add_argument("--max-minutes", type=float, default=None, metavar="MIN",
+                   help="checkpoint and stop cleanly (exit code 3) after MIN minutes; the same command resumes")
 
     tu = sub.add_parser("tune", help="choose a method's parameters on a task by the validation metric (never test)")
     tu.add_argument("--task", required=True, help="one task name")
@@ -89,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--data-root", default=None)
     bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
+    bn.add_argument("--step-capture", default=None, choices=["auto", "graph", "compile", "eager"],
+                    help="training step implementation (default auto: CUDA graph on CUDA, eager on CPU)")
+    bn.add_argument("--jobs", default=None, metavar="N[,N...]",
+                    help="instead of the per-method table: aggregate samples/s of N concurrent training "
+                         "processes on the device, for each N (e.g. 1,2,4,8)")
 
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
     lb.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
@@ -145,27 +158,63 @@ def run_options(args: argparse.Namespace, progress: bool):
 def cmd_run(args: argparse.Namespace) -> int:
     from .running.grid import build_specs, parse_params, parse_seeds, select
     from .running.launch import LaunchConfig, execute
+    from .running.runner import DeadlineReached
 
-    if not args.all and not (args.task and args.method):
-        raise SuiteError("run: pass --all, or both --task and --method")
-    tasks = select("task", args.task, args.all)
-    methods = select("method", args.method, args.all)
-    specs = build_specs(tasks, methods, args.profile, parse_seeds(args.seeds),
-                        parse_params(args.task_param, "task", tasks),
-                        parse_params(args.method_param, "method", methods))
+    if args.grid:
+        if args.all or args.task or args.method or args.task_param or args.method_param:
+            raise SuiteError("run: --grid is a selection of its own; drop --all/--task/--method/--*-param")
+        from .paths import data_root
+        from .running.grid import named_grid
+
+        tasks, methods = [], []
+        specs, skipped = named_grid(args.grid, data_root(args.data_root),
+                                    parse_seeds(args.seeds) if args.seeds is not None else None, args.profile)
+    else:
+        skipped = []
+        if not args.all and not (args.task and args.method):
+            raise SuiteError("run: pass --all, or both --task and --method (or --grid NAME)")
+        tasks = select("task", args.task, args.all)
+        methods = select("method", args.method, args.all)
+        specs = build_specs(tasks, methods, args.profile or "quick", parse_seeds(args.seeds or "0"),
+                            parse_params(args.task_param, "task", tasks),
+                            parse_params(args.method_param, "method", methods))
     launch = LaunchConfig(launcher=args.launcher, jobs=args.jobs, device=args.device, plugins=tuple(args.plugin),
                           slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
                           gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
     launch.validate()
     opts = run_options(args, progress=not args.no_progress)
+    opts = _run_limits(args, opts)
+    for line in skipped:  # --grid rows whose data are absent
+        print(line, file=sys.stderr, flush=True)
     failed = 0
-    with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
-        for rec in records:
-            failed += rec["status"] == "failed"
-            print(summary_line(rec), flush=True)
+    try:
+        with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
+            for rec in records:
+                failed += rec["status"] == "failed"
+                print(summary_line(rec), flush=True)
+    except DeadlineReached as exc:
+        print(f"stopped at --max-minutes {args.max_minutes:g}: {exc}; run the same command again to resume",
+              file=sys.stderr, flush=True)
+        return 3
     if args.all and not args.no_probe:
-        failed += run_probes(tasks, methods, args.profile, opts)
+        failed += run_probes(tasks, methods, args.profile or "quick", opts)
     return 1 if failed else 0
+
+
+def _run_limits(args: argparse.Namespace, opts):
+    """--step-capture and --max-minutes into the run options (a bad value is one line)."""
+    import time
+    from dataclasses import replace
+
+    from .running.step_capture import resolve_mode
+
+    resolve_mode(args.step_capture, opts.device)  # validates (also $SURROGATE_BENCH_STEP_CAPTURE)
+    deadline = None
+    if args.max_minutes is not None:
+        if not args.max_minutes > 0:  # also NaN
+            raise SuiteError(f"bad --max-minutes {args.max_minutes}: expected minutes > 0")
+        deadline = time.time() + 60.0 * args.max_minutes
+    return replace(opts, step_capture=args.step_capture, deadline=deadline)
 
 
 def run_probes(tasks: list[str], methods: list[str], profile: str, opts) -> int:
@@ -273,15 +322,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     root = data_root(args.data_root)
     method_names = select("method", args.method, False)
+    from .running.step_capture import resolve_mode
+
+    resolve_mode(args.step_capture, device)
+    if args.jobs is not None:
+        return _bench_jobs(args, device, root, method_names)
     rows = []
     for name in select("task", args.task, False):
         task = get_task(name)
         methods = [method_for(task, m) for m in method_names]
-        rows += bench_task(task, methods, device, root, args.profile, max(1, args.steps))
+        rows += bench_task(task, methods, device, root, args.profile, max(1, args.steps),
+                           step_capture=args.step_capture)
     print(table(rows))
     if args.json:
         write_json(rows, args.json, {"environment": environment(device), "steps": args.steps,
                                      "threads": torch.get_num_threads()})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_jobs(args: argparse.Namespace, device, root: Path, method_names: list[str]) -> int:
+    """bench --jobs N,...: aggregate samples/s of N concurrent training processes per task x method."""
+    import torch
+
+    from .running.bench import write_json
+    from .running.bench_jobs import bench_jobs, table
+    from .running.environment import environment
+    from .running.grid import parse_seeds, select
+
+    try:
+        jobs = parse_seeds(args.jobs)
+    except SuiteError:
+        raise SuiteError(f"bad --jobs {args.jobs!r}: expected positive integers like 1,2,4,8") from None
+    rows = []
+    for name in select("task", args.task, False):
+        for method in method_names:
+            rows += bench_jobs(name, method, jobs, str(device), root, args.profile, max(1, args.steps),
+                               step_capture=args.step_capture, plugins=tuple(args.plugin))
+    print(table(rows))
+    if args.json:
+        write_json(rows, args.json, {"environment": environment(device), "steps": args.steps,
+                                     "threads": torch.get_num_threads(), "jobs": jobs})
         print(f"wrote {args.json}")
     return 0
 

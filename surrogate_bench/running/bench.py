@@ -19,7 +19,8 @@ from tabulate import tabulate
 
 from ..plugins.contracts import Method, Task
 from ..plugins.errors import DataUnavailable, SuiteError
-from .runner import autocast, load_task_data, make_optimizer, train_step
+from .runner import autocast, load_task_data, make_optimizer
+from .step_capture import StepCapture
 
 
 def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device, blocks: int = 5) -> float:
@@ -57,7 +58,7 @@ def batch_for(task: Task, data_root: Path, batch_size: int, device: torch.device
 
 
 def bench_task(task: Task, methods: list[Method], device: torch.device, data_root: Path, profile: str = "paper",
-               steps: int = 50, warmup: int = 10) -> list[dict[str, Any]]:
+               steps: int = 50, warmup: int = 10, step_capture: str | None = None) -> list[dict[str, Any]]:
     """One row per method: ms per whole step, samples/s, ms of loss+backward on fixed outputs."""
     prof = task.profile(profile)
     x, y, source = batch_for(task, data_root, prof.batch_size, device)
@@ -79,8 +80,10 @@ def bench_task(task: Task, methods: list[Method], device: torch.device, data_roo
         opt = make_optimizer(prof, model.parameters())
         loss_fn = method.make_loss(task)
 
+        stepper = StepCapture(task, model, loss_fn, opt, gen, device, prof.amp, step_capture, log=lambda m: None)
+
         def step() -> None:
-            train_step(task, model, loss_fn, opt, x, y, gen, device, prof.amp)
+            stepper(x, y)
 
         with torch.no_grad(), autocast(device, prof.amp):
             fixed = model(task.inputs(x, train=False)).float()
@@ -93,7 +96,8 @@ def bench_task(task: Task, methods: list[Method], device: torch.device, data_roo
             torch.cuda.reset_peak_memory_stats(device)
         step_s = _timed(step, max(1, steps // 3), min(warmup, steps), device, blocks=3)
         loss_s = _timed(loss_only, steps, warmup, device, blocks=5)
-        rows.append({**row, "step_ms": 1e3 * step_s, "samples_per_s": n / step_s, "loss_bwd_ms": 1e3 * loss_s})
+        rows.append({**row, "step_ms": 1e3 * step_s, "samples_per_s": n / step_s, "loss_bwd_ms": 1e3 * loss_s,
+                     "step_capture": stepper.describe()})
         if device.type == "cuda":  # whole step and loss alone: model, optimiser state, the loss's temporaries
             rows[-1]["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     ce = next((r for r in rows if r["method"] == "ce" and "step_ms" in r), None)

@@ -46,4 +46,5 @@ def graphed_loss(loss: LossFn, max_shapes: int = 4) -> LossFn:
             graphs[key] = fn
         return fn(outputs, targets)
 
+    run.eager = loss  # type: ignore[attr-defined]  # for a whole-step capture, which cannot nest this one
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 from ..plugins.contracts import SEED_MAX
@@ -71,3 +72,62 @@ def build_specs(tasks: list[str], methods: list[str], profile: str, seeds: list[
                 task.profile(profile)
                 specs.append(spec)
     return specs
+
+
+# -- named grids ----------------------------------------------------------------------------------
+# The papers' headline tables (UniLoss ECCV 2020 Tables 1-2 and Sec. 4.2.3; ReLoss ICLR 2022, CIFAR with
+# ResNet-56), each on the paper profile: (task, task params, methods). Tasks whose data are absent are
+# listed as skipped, with the reason, instead of becoming data-skip records.
+PAPER_ROWS: tuple[tuple[str, tuple[tuple[str, Any], ...], tuple[str, ...]], ...] = (
+    ("mnist-ap", (), ("ce", "uniloss", "reloss")),
+    ("cifar10-acc", (("depth", 20),), ("ce", "uniloss")),
+    ("cifar10-acc", (("depth", 56),), ("ce", "reloss")),
+    ("cifar100-acc", (("depth", 20),), ("ce", "uniloss")),
+    ("cifar100-acc", (("depth", 56),), ("ce", "reloss")),
+    ("mpii-pckh", (), ("mse-heatmap", "uniloss")),
+)
+GRIDS = {"papers": {"rows": PAPER_ROWS, "profile": "paper", "seeds": (0, 1, 2)}}
+
+
+def data_missing(task: str, data_root: Path) -> str | None:
+    """Why ``task``'s data are absent under ``data_root`` (None when present), from file presence alone."""
+    from ..datasets.cifar import LAYOUTS, hint
+    from ..datasets.mpii import HINT, annotation_file, find_dir
+
+    root = Path(data_root)
+    if task in ("cifar10-acc", "cifar100-acc"):
+        layout = LAYOUTS[task.split("-")[0]]
+        files = (*layout.train_files, layout.test_file)
+        if all((root / layout.folder / f).is_file() for f in files) or (root / layout.archive).is_file():
+            return None
+        return f"{layout.name} not found under {root}: " + hint(layout, root)
+    if task == "mpii-pckh":
+        folder = find_dir(root)
+        if folder and all(annotation_file(folder, f) for f in ("mpii_train.json", "mpii_gt_val.mat")):
+            return None
+        return f"MPII training data not found under {root} (mpii_train.json, mpii_gt_val.mat); " + HINT.format(root=root)
+    return None  # other tasks: their own loader says so at run time
+
+
+def named_grid(name: str, data_root: Path, seeds: list[int] | None = None,
+               profile: str | None = None) -> tuple[list[RunSpec], list[str]]:
+    """The specs of a named grid (``papers``) and one line per row left out because its data are absent."""
+    if name not in GRIDS:
+        raise SuiteError(f"unknown --grid {name!r} (known: {', '.join(GRIDS)})")
+    grid = GRIDS[name]
+    prof = profile or grid["profile"]
+    seeds = list(seeds if seeds is not None else grid["seeds"])
+    specs: list[RunSpec] = []
+    skipped: list[str] = []
+    for task, params, methods in grid["rows"]:
+        label = task + "".join(f" {k}={v}" for k, v in params)
+        reason = data_missing(task, data_root)
+        if reason:
+            skipped.append(f"{label} ({', '.join(methods)}): skipped, {reason}")
+            continue
+        for method in methods:
+            for seed in seeds:
+                spec = RunSpec(task, method, prof, seed, params, ())
+                spec.build()[0].profile(prof)  # bad names / params / profile: SuiteError now, not mid-grid
+                specs.append(spec)
+    return specs, skipped

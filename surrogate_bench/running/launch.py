@@ -26,7 +26,7 @@ except ImportError:  # submitit is only needed by --launcher submitit / submitit
     Checkpointable = object  # type: ignore[assignment,misc]
 
 from ..plugins.errors import SuiteError
-from .runner import RunOptions, RunSpec, base_record, resolve, run_one
+from .runner import DeadlineReached, RunOptions, RunSpec, base_record, resolve, run_one
 from .signals import children_ignore_sigint, die_with_parent
 from .store import os_error_line, read_record, write_record
 
@@ -82,7 +82,9 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     """Run every spec with the configured launcher; yield each record as its run finishes."""
     cfg.validate()
     if cfg.launcher == "local" and (cfg.jobs == 1 or len(specs) <= 1):
-        for spec in specs:
+        for i, spec in enumerate(specs):
+            if _past(opts):
+                raise DeadlineReached(f"deadline reached with {len(specs) - i} run(s) not started")
             yield run_one(spec, opts)
         return
     opts = replace(opts, progress=False, log=log_stderr)
@@ -102,6 +104,10 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
         yield from _run_submitit(todo, opts, cfg)
 
 
+def _past(opts: RunOptions) -> bool:
+    return opts.deadline is not None and time.time() >= opts.deadline
+
+
 # -- worker side --------------------------------------------------------------------------------
 def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str, slot: int,
                   threads: int, parent_pid: int | None = None) -> None:
@@ -114,6 +120,8 @@ def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str
         conn.send(("record", run_one(spec, replace(opts, device=_worker_device(device, slot)))))
     except SuiteError as exc:
         conn.send(("error", str(exc)))
+    except DeadlineReached as exc:
+        conn.send(("deadline", str(exc)))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # e.g. the parent closed the pipe
@@ -187,9 +195,10 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
     pending, free = list(specs), list(range(slots))
     running: dict[Any, tuple[Any, Any, RunSpec, int, float]] = {}  # sentinel -> (process, conn, spec, slot, t0)
     messages: dict[Any, Any] = {}  # sentinel -> what the worker sent (read as it comes: a pipe holds only ~64 KiB)
+    stopped = 0  # runs that checkpointed and stopped at the deadline
     try:
-        while pending or running:
-            while pending and free:
+        while (pending and not _past(opts)) or running:
+            while pending and free and not _past(opts):
                 spec, slot = pending.pop(0), free.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_process_main, name=f"surrogate_bench-{spec.task}-{spec.method}-s{spec.seed}",
@@ -221,11 +230,15 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
                     yield message[1]
                 elif message and message[0] == "error":
                     raise SuiteError(message[1])
+                elif message and message[0] == "deadline":
+                    stopped += 1
                 elif message and message[0] == "lost":
                     yield _lost_run(spec, opts, message[1], since=t0)
                 else:
                     how = f"signal {-proc.exitcode}" if (proc.exitcode or 0) < 0 else f"exit code {proc.exitcode}"
                     yield _lost_run(spec, opts, f"worker process died ({how}) before writing the record", since=t0)
+        if stopped or pending:
+            raise DeadlineReached(f"deadline reached: {stopped} run(s) checkpointed, {len(pending)} not started")
     finally:  # interrupted or terminated: stop every worker and wait for it (a killed run resumes later)
         for proc, *_ in running.values():
             proc.terminate()

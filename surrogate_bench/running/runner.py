@@ -113,6 +113,10 @@ class RunOptions:
     stop_after_epochs: int | None = None
     # also checkpoint inside an epoch when this many seconds passed since the last save (None: epoch ends only)
     checkpoint_every_s: float | None = 60.0
+    # training step: auto (CUDA graph on CUDA, eager on CPU) | graph | compile | eager; None: $SURROGATE_BENCH_STEP_CAPTURE or auto
+    step_capture: str | None = None
+    # wall-clock deadline (time.time()): checkpoint and raise DeadlineReached once passed (--max-minutes)
+    deadline: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,11 +164,15 @@ def train_step(task: Task, model: nn.Module, loss_fn, optimizer: torch.optim.Opt
 
 
 @torch.no_grad()
-def predict(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile) -> Tensor:
-    """Decoded predictions for a whole split, evaluated in batches."""
+def predict(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile,
+            batch_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Decoded predictions for a whole split, evaluated in batches (by ``batch_fn`` when given: a captured one)."""
     model.eval()
     preds = []
     for start in range(0, len(split), profile.eval_batch_size):
+        if batch_fn is not None:
+            preds.append(batch_fn(split.x[start:start + profile.eval_batch_size]))
+            continue
         xb = task.inputs(split.x[start:start + profile.eval_batch_size], train=False)
         with autocast(device, profile.amp):
             out = model(xb)
@@ -172,8 +180,9 @@ def predict(task: Task, model: nn.Module, split: Split, device: torch.device, pr
     return torch.cat(preds)
 
 
-def evaluate(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile) -> float:
-    return float(task.score(predict(task, model, split, device, profile), split.y))
+def evaluate(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile,
+             batch_fn: Callable[[Tensor], Tensor] | None = None) -> float:
+    return float(task.score(predict(task, model, split, device, profile, batch_fn), split.y))
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,8 +332,8 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
 
     never_reuse = opts.force or r.data_error is not None  # missing data: a skip, whatever sits at the path
     record = recorded(r.path, never_reuse, lambda: base_record(spec, key, task, method, opts, r.fp),
-                      lambda: method.supports(task), work, passthrough=(_SimulatedCrash,), key=key, log=opts.log,
-                      expect=spec.expected_fields())
+                      lambda: method.supports(task), work, passthrough=(_SimulatedCrash, DeadlineReached), key=key,
+                      log=opts.log, expect=spec.expected_fields())
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
     return record
@@ -349,6 +358,10 @@ class _SimulatedCrash(RuntimeError):
 def _without_test(data: TaskData) -> TaskData:
     """Train and validation only: the test split is not touched (tuning trials)."""
     return TaskData(data.train, data.val, Split(data.val.x[:0], data.val.y[:0]), data.extra)
+
+
+class DeadlineReached(RuntimeError):
+    """``RunOptions.deadline`` passed: the run saved a checkpoint and stopped; the same command resumes it."""
 
 
 def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions,
@@ -418,6 +431,9 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             "mid_epoch": inside,
         })
 
+    from .step_capture import StepCapture
+
+    stepper = StepCapture(task, model, loss_fn, optimizer, gen, device, profile.amp, opts.step_capture, opts.log)
     n = len(data.train)
     bs = min(profile.batch_size, n)
     steps = n // bs
@@ -438,8 +454,12 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             perm, first = torch.randperm(n, device=device, generator=gen), 0
         for step in range(first, steps):
             idx = perm[step * bs:(step + 1) * bs]
-            losses[step] = train_step(task, model, loss_fn, optimizer, data.train.x[idx], data.train.y[idx],
-                                      gen, device, profile.amp)
+            losses[step] = stepper(data.train.x[idx], data.train.y[idx])
+            if opts.deadline is not None and time.time() >= opts.deadline and step + 1 < steps:
+                snapshot(epoch, train_time + time.perf_counter() - t0,
+                         {"step": step + 1, "perm": perm.cpu(), "losses": losses[:step + 1].cpu()})
+                raise DeadlineReached(f"{spec.task}/{spec.method} seed {spec.seed}: deadline reached at epoch "
+                                      f"{epoch + 1}, step {step + 1}; checkpointed")
             every = opts.checkpoint_every_s
             if every is not None and step + 1 < steps and time.perf_counter() - last_save >= every:
                 snapshot(epoch, train_time + time.perf_counter() - t0,
@@ -454,16 +474,19 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             bad_step = int((~finite).nonzero()[0])
             raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {bad_step + 1}")
         scheduler.step()
-        val = evaluate(task, model, data.val, device, profile) if len(data.val) else float("nan")
+        val = evaluate(task, model, data.val, device, profile, stepper.predict_batch) if len(data.val) else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": float(losses.mean()), "val_metric": val,
                         "lr": optimizer.param_groups[0]["lr"], "train_time_s": round(train_time, 3)})
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
         snapshot(epoch + 1, train_time)
         if opts.stop_after_epochs is not None and epoch + 1 >= opts.stop_after_epochs:
             raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")
+        if opts.deadline is not None and time.time() >= opts.deadline and epoch + 1 < profile.epochs:
+            raise DeadlineReached(f"{spec.task}/{spec.method} seed {spec.seed}: deadline reached after epoch "
+                                  f"{epoch + 1}; checkpointed")
     bar.close()
 
-    test = evaluate(task, model, data.test, device, profile) if spec.evaluate_test else None
+    test = evaluate(task, model, data.test, device, profile, stepper.predict_batch) if spec.evaluate_test else None
     if test is not None and not math.isfinite(test):
         raise UndefinedMetric(f"the test {task.metric_name} is undefined ({test}) on {len(data.test)} test samples "
                               f"of {spec.task} with {task.config()['params']} (e.g. no positive or visible target)")
@@ -479,4 +502,5 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         "train_samples_per_s": round(seen / train_time, 1) if train_time > 0 else None,
         "n_train": n, "n_val": len(data.val), "n_test": len(data.test),
         "artifact": artifact,
+        "step_capture": stepper.describe(),
     }
