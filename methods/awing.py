@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import NON_NEGATIVE, POSITIVE, LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -31,6 +31,7 @@ class AdaptiveWing(Method):
 
     name = "awing"
     params = {"alpha": 2.1, "omega": 14.0, "epsilon": 1.0, "theta": 0.5, "weight": 10.0, "sigma": 1.0}
+    param_domains = {"alpha": between(1, 10, low_open=True), "omega": POSITIVE, "epsilon": POSITIVE, "theta": POSITIVE, "weight": NON_NEGATIVE, "sigma": between(0, 64, low_open=True)}
 
     def validate(self) -> None:
         for key in ("omega", "epsilon", "theta", "sigma"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import POSITIVE, LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, blackbox_ap
 
@@ -21,6 +21,7 @@ class BlackboxAP(Method):
 
     name = "blackbox-ap"
     params = {"lam": 4.0, "margin": 0.0, "queue": 0}
+    param_domains = {"lam": POSITIVE, "margin": between(0, 1), "queue": between(0, 1_000_000)}
 
     def validate(self) -> None:
         if not float(self.p["lam"]) > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import UNIT, LossFn, Method, Task
 
 
 class CrossEntropy(Method):
@@ -12,6 +12,7 @@ class CrossEntropy(Method):
 
     name = "ce"
     params = {"label_smoothing": 0.0}
+    param_domains = {"label_smoothing": UNIT}
 
     def supports(self, task: Task) -> str | None:
         return None if task.output_kind == "logits" else f"ce needs class logits; {task.name} outputs {task.output_kind}"

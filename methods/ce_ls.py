@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -16,6 +16,7 @@ class LabelSmoothedCE(Method):
 
     name = "ce-ls"
     params = {"smoothing": 0.1}
+    param_domains = {"smoothing": between(0, 1, high_open=True)}
 
     def validate(self) -> None:
         if not 0.0 <= float(self.p["smoothing"]) < 1.0:

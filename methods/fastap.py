@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, fast_ap
 
@@ -20,6 +20,7 @@ class FastAP(Method):
 
     name = "fastap"
     params = {"bins": 10, "queue": 0}
+    param_domains = {"bins": between(1, 10_000), "queue": between(0, 1_000_000)}
 
     def validate(self) -> None:
         if int(self.p["bins"]) < 1:

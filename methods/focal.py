@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -18,6 +18,7 @@ class Focal(Method):
 
     name = "focal"
     params = {"gamma": 2.0}
+    param_domains = {"gamma": between(0, 100)}
 
     def validate(self) -> None:
         if not float(self.p["gamma"]) >= 0:

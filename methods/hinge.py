@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import NON_NEGATIVE, LossFn, Method, Task
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -17,6 +17,7 @@ class CrammerSingerHinge(Method):
 
     name = "hinge"
     params = {"margin": 1.0}
+    param_domains = {"margin": NON_NEGATIVE}
 
     def validate(self) -> None:
         if not float(self.p["margin"]) > 0:

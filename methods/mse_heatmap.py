@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
-from surrogate_bench.plugins.errors import SuiteError
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 
 
 class MSEHeatmap(Method):
@@ -17,10 +16,7 @@ class MSEHeatmap(Method):
 
     name = "mse-heatmap"
     params = {"sigma": 1.0}
-
-    def validate(self) -> None:
-        if not float(self.p["sigma"]) > 0:
-            raise SuiteError(f"method 'mse-heatmap': sigma must be > 0, got {self.p['sigma']}")
+    param_domains = {"sigma": between(0, 1000, low_open=True)}
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "heatmaps":

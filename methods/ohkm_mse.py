@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -18,6 +18,7 @@ class OHKMMSE(Method):
 
     name = "ohkm-mse"
     params = {"sigma": 1.0, "top_k": 0}
+    param_domains = {"top_k": between(0, 1000), "sigma": between(0, 64, low_open=True)}
 
     def validate(self) -> None:
         if not float(self.p["sigma"]) > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 
 
 class Poly1(Method):
@@ -16,6 +16,7 @@ class Poly1(Method):
 
     name = "poly1"
     params = {"epsilon": 1.0}
+    param_domains = {"epsilon": between(-1, 1e6)}
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "logits":

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, PrepareContext, Task
+from surrogate_bench.plugins.contracts import (ANY, SEED, LossFn, Method, PrepareContext, Task,
+                                                Domain, between, one_of)
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.reloss.artifact import load_or_build, load_released
 from surrogate_bench.reloss.collect import budget_for, collect
@@ -51,6 +52,17 @@ class ReLoss(Method):
         "weights_sha256": "",
     }
 
+    param_domains = {
+        "batch_size": between(2, 65536), "group": between(2, 4096), "epochs": between(0, 10_000),
+        "lr": between(0, 10, low_open=True), "weight_decay": between(0, 1), "gp_weight": between(0, 1e6),
+        "gp_norm": one_of("batch", "sample"), "gp_batches": between(0, 4096),
+        "sorting_network": one_of("bitonic", "odd_even"), "steepness": between(0, 1e6, low_open=True),
+        "distribution": one_of("logistic", "logistic_phi", "gaussian", "reciprocal", "cauchy", "optimal"),
+        "art_lambda": between(0, 1), "hidden": between(1, 65536), "cls_input": one_of("logprob", "prob"),
+        "match_scale": ANY, "sigma": between(0, 1000, low_open=True), "threads": between(0, 1024),
+        "loss_seed": SEED, "weights": ANY, "weights_sha256": Domain(pattern="([0-9a-fA-F]{64})?"),
+    }
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._state: dict[str, Tensor] | None = None
@@ -64,6 +76,11 @@ class ReLoss(Method):
             raise SuiteError(f"reloss cls_input must be logprob or prob, not {self.p['cls_input']!r}")
         if self.p["batch_size"] < 2 or self.p["group"] < 2:
             raise SuiteError("reloss batch_size and group must be at least 2")
+        if self.p["weights"] and not self.p["weights_sha256"]:
+            raise SuiteError(f"reloss weights={self.p['weights']}: also pass weights_sha256=<the file's pinned "
+                             "sha256> (released weights are only used when their digest is pinned)")
+        if self.p["weights_sha256"] and not self.p["weights"]:
+            raise SuiteError("reloss weights_sha256 is set but weights (the file) is not")
 
     def cls_input(self) -> str:
         """The classification net variant: released weights only fit the authors' probability network."""

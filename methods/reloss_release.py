@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from surrogate_bench.plugins.contracts import ANY, one_of
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.siblings import sibling_plugin
 
@@ -22,6 +23,9 @@ class ReLossRelease(ReLoss):
     params = {**ReLoss.params, "group": 256, "gp_norm": "sample", "gp_batches": 0, "steepness": 5.0,
               "cls_input": "prob", "match_scale": False, "standardize": False, "train_labels": "argmax",
               "val_labels": "true", "heatmap_net": "flat"}
+    param_domains = {**ReLoss.param_domains, "train_labels": one_of("argmax", "shuffle"),
+                     "val_labels": one_of("true", "shuffle", "argmax"), "heatmap_net": one_of("flat", "stats"),
+                     "standardize": ANY}
 
     def identity(self, task, profile_name: str) -> dict:
         """The base identity plus this variant's name (its artifacts never collide with ``reloss``'s)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, smooth_ap
 
@@ -23,6 +23,7 @@ class SmoothAP(Method):
 
     name = "smooth-ap"
     params = {"temperature": 0.01, "queue": 0}
+    param_domains = {"temperature": between(0, 1e6, low_open=True), "queue": between(0, 1_000_000)}
 
     def validate(self) -> None:
         if not float(self.p["temperature"]) > 0:

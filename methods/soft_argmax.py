@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -26,6 +26,7 @@ class SoftArgmax(Method):
 
     name = "soft-argmax"
     params = {"beta": 1.0}
+    param_domains = {"beta": between(0, 1e6, low_open=True)}
 
     def validate(self) -> None:
         if not float(self.p["beta"]) > 0:

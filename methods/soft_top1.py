@@ -6,7 +6,7 @@ import torch
 from diffsort import DiffSortNet
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import ANY, LossFn, Method, Task, between, one_of
 from surrogate_bench.plugins.errors import SuiteError
 
 
@@ -19,6 +19,7 @@ class SoftTop1(Method):
 
     name = "soft-top1"
     params = {"steepness": 10.0, "network": "bitonic", "distribution": "cauchy"}
+    param_domains = {"steepness": between(0, 1e6, low_open=True), "network": one_of("bitonic", "odd_even"), "distribution": ANY}
 
     def validate(self) -> None:
         if not float(self.p["steepness"]) > 0:

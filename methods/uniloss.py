@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import LossFn, Method, Task
+from surrogate_bench.plugins.contracts import ANY, LossFn, Method, Task, between, one_of
 from surrogate_bench.running.cuda_graphs import graphed_loss
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.uniloss import AnchorSpec, Refactoring, uniloss_value
@@ -28,17 +28,15 @@ class UniLoss(Method):
     params = {"temperature": 1.0, "n_good": 16, "good_flips": 1, "n_nearby": 16, "nearby_flips": 1,
               "n_bad": 16, "top_k": 0, "gain": 1.0, "release_sigmoid": False, "release_sign": False,
               "release_ap": False, "pose_anchors": "suite"}
+    param_domains = {"temperature": between(0, 1e6, low_open=True), "gain": between(0, 1e6, low_open=True),
+                     **{k: between(0, 4096) for k in ("n_good", "good_flips", "n_nearby", "nearby_flips", "n_bad")},
+                     "top_k": between(0, 100_000), "release_sigmoid": ANY, "release_sign": ANY, "release_ap": ANY,
+                     "pose_anchors": one_of("suite", "release")}
 
-    def validate(self) -> None:
-        if self.p["pose_anchors"] not in {"suite", "release"}:
-            raise SuiteError(f"uniloss: pose_anchors must be suite or release, not {self.p['pose_anchors']!r}")
-        if not self.p["gain"] > 0:
-            raise SuiteError(f"uniloss: gain must be > 0, got {self.p['gain']}")
-        if not self.p["temperature"] > 0:
-            raise SuiteError(f"uniloss: temperature must be > 0, got {self.p['temperature']}")
-        for key in ("n_good", "good_flips", "n_nearby", "nearby_flips", "n_bad", "top_k"):
-            if self.p[key] < 0:
-                raise SuiteError(f"uniloss: {key} must be >= 0, got {self.p[key]}")
+    def check_task(self, task: Task) -> None:
+        if self.p["top_k"] and not hasattr(task.refactoring(), "top_k"):
+            raise SuiteError(f"uniloss: top_k applies to accuracy-style refactorings; task {task.name!r} has "
+                             f"{type(task.refactoring()).__name__}, which has no top_k")
 
     def supports(self, task: Task) -> str | None:
         if task.refactoring() is None:

@@ -6,6 +6,8 @@ User errors print one line and exit with code 2; failed runs exit with 1 after t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -188,9 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
     failed = 0
     try:
-        for rec in execute(specs, opts, launch):
-            failed += rec["status"] == "failed"
-            print(summary_line(rec), flush=True)
+        with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
+            for rec in records:
+                failed += rec["status"] == "failed"
+                print(summary_line(rec), flush=True)
     except DeadlineReached as exc:
         print(f"stopped at --max-minutes {args.max_minutes:g}: {exc}; run the same command again to resume",
               file=sys.stderr, flush=True)
@@ -241,9 +244,10 @@ def run_probes(tasks: list[str], methods: list[str], profile: str, opts, descent
 def probe_line(rec: dict) -> str:
     head = f"probe {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
     if rec["status"] == "ok":
-        return head + (f"spearman {_num(rec['spearman'])} [{_num(rec['spearman_ci_low'])}, "
-                       f"{_num(rec['spearman_ci_high'])}] within states {_num(rec.get('spearman_within'))}"
-                       f" kendall {_num(rec['kendall'])} over {rec['n_batches']} batches")
+        return head + (f"spearman {_num(rec.get('spearman'), '+.3f')} [{_num(rec.get('spearman_ci_low'), '+.3f')}, "
+                       f"{_num(rec.get('spearman_ci_high'), '+.3f')}] within states "
+                       f"{_num(rec.get('spearman_within'), '+.3f')} kendall {_num(rec.get('kendall'), '+.3f')} "
+                       f"over {rec.get('n_batches')} batches")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
@@ -278,10 +282,6 @@ def _trial_label(rec: dict, grid: dict) -> str:
     return "trial [" + ",".join(f"{k}={params.get(k)}" for k in sorted(grid)) + "] "
 
 
-def _num(v) -> str:
-    return "nan" if v is None else f"{v:+.3f}"
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     from .running.grid import select
 
@@ -297,15 +297,17 @@ def summary_line(rec: dict) -> str:
     head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
     if rec["status"] == "ok":
         how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
-        best = rec.get("best_val_metric")
-        best = float("nan") if best is None else best  # 0.0 is a value, not a missing one
-        if rec.get("test_metric") is None:  # a tuning trial: validation only
-            final = rec.get("final_val_metric")
-            final = float("nan") if final is None else final
-            return head + f"{rec.get('metric_name', 'metric')} final val {final:.4f} (best val {best:.4f}; {how})"
-        return head + (f"{rec.get('metric_name', 'metric')} {rec['test_metric']:.4f} "
-                       f"(best val {best:.4f}; {how})")
+        if rec.get("test_metric") is None and rec.get("evaluate_test") is False:  # a tuning trial: validation only
+            return head + (f"{rec.get('metric_name', 'metric')} final val {_num(rec.get('final_val_metric'), '.4f')} "
+                           f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
+        return head + (f"{rec.get('metric_name', 'metric')} {_num(rec.get('test_metric'), '.4f')} "
+                       f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+
+
+def _num(value: object, fmt: str) -> str:
+    """A number in ``fmt``; None (a missing value; 0.0 is a value) as ``nan``."""
+    return format(float("nan") if value is None else value, fmt)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -384,23 +386,58 @@ COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every way it can end is one line on stderr at most (never a traceback)."""
+    from .running.signals import stop_on_signals
+
     try:
-        args = build_parser().parse_args(argv)
-        if args.plugin:
-            from .running.launch import load_plugins
+        with stop_on_signals():
+            args = build_parser().parse_args(argv)
+            if args.plugin:
+                from .running.launch import load_plugins
 
-            load_plugins(args.plugin)
-        if hasattr(args, "results_dir"):
-            from .paths import results_dir
+                load_plugins(args.plugin)
+            if hasattr(args, "results_dir"):
+                from .paths import results_dir
 
-            args.results_dir = results_dir(args.results_dir)
-        return COMMANDS[args.command](args)
+                args.results_dir = results_dir(args.results_dir)
+            return COMMANDS[args.command](args)
     except SuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail(f"error: {exc}", 2)
+    except BrokenPipeError:  # `... | head` closed our stdout: stop quietly, as a C tool would
+        _silence_stdout()
+        return 141
+    except OSError as exc:  # a file or folder of this command that cannot be made, read or written
+        from .running.store import os_error_line
+
+        return _fail(f"error: {os_error_line(exc)}", 2)
+    except KeyboardInterrupt as exc:
+        from .running.signals import Terminated
+
+        return _fail("terminated" if isinstance(exc, Terminated) else "interrupted",
+                     128 + exc.signum if isinstance(exc, Terminated) else 130)
+    except Exception as exc:  # a plugin's or the suite's own bug: one line; the traceback on request
+        if os.environ.get("SURROGATE_BENCH_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return _fail(f"error: unexpected {type(exc).__name__}: {first} (set SURROGATE_BENCH_DEBUG=1 for the "
+                     f"traceback)", 2)
+
+
+def _fail(line: str, code: int) -> int:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

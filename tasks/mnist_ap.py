@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from surrogate_bench.plugins.contracts import Profile, Split, Task, TaskData
+from surrogate_bench.plugins.contracts import Profile, Split, Task, TaskData, between, one_of
 from surrogate_bench.datasets.mnist import HINT, load_mnist, mnist_files
 from surrogate_bench.taskkit.metrics import average_precision
 from surrogate_bench.uniloss import AveragePrecisionRefactoring
@@ -23,6 +23,7 @@ class MnistAP(Task):
     output_kind = "logits"
     num_classes = 2
     params = {"positive_digit": 0, "val_size": 6000}
+    param_domains = {"positive_digit": one_of(*range(10)), "val_size": between(0, 59_999)}
     data_hint = HINT.format(root="<data-root>")
     profiles = {
         "smoke": Profile(epochs=1, batch_size=64, lr=0.05, momentum=0.9,

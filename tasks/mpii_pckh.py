@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import Profile, Split, TaskData
+from surrogate_bench.plugins.contracts import Profile, Split, TaskData, between
 from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops, mpii_files,
                                            read_annotations, read_ground_truth)
 from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable, SuiteError
@@ -42,6 +42,8 @@ class MpiiPCKh(PoseTask):
     params = {"joints": (HEAD_TOP,), "input_size": 256, "heatmap_size": 64, "width": 256, "depth": 4,
               "color_jitter": 0.2, "workers": 8, "scale_factor": 0.25, "rotation": 30.0, "rotation_prob": 0.6,
               "flip": 0.5}
+    param_domains = {**PoseTask.param_domains, "workers": between(1, 256), "scale_factor": between(0, 0.9),
+                     "rotation": between(0, 180), "rotation_prob": between(0, 1), "flip": between(0, 1)}
     data_hint = HINT.format(root="<data-root>")
     profiles = {
         "smoke": Profile(epochs=1, batch_size=6, optimizer="rmsprop", lr=2.5e-4, train_size=24, val_size=12,

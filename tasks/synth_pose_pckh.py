@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from surrogate_bench.plugins.contracts import Profile, Split, TaskData
+from surrogate_bench.plugins.contracts import SEED, Profile, Split, TaskData, between
 from surrogate_bench.datasets.synth_pose import make_synth_pose, split_seed
 from surrogate_bench.taskkit.metrics import head_sizes
 from surrogate_bench.taskkit.pose_task import PoseTask
@@ -26,6 +26,9 @@ class SynthPosePCKh(PoseTask):
     params = {"joints": (9,), "input_size": 64, "heatmap_size": 32, "width": 32, "depth": 4,
               "color_jitter": 0.2, "seed": 0, "train_size": 2000, "val_size": 200, "test_size": 500,
               "clutter": 9}
+    param_domains = {**PoseTask.param_domains, "input_size": between(16, 1024), "seed": SEED,
+                     "train_size": between(1, 200_000), "val_size": between(0, 200_000),
+                     "test_size": between(1, 200_000), "clutter": between(0, 1000)}
     data_hint = "generated from the task's seed; needs no files"
     profiles = {
         "smoke": Profile(epochs=1, batch_size=16, optimizer="rmsprop", lr=1e-3, train_size=32, val_size=32,

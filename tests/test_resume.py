@@ -148,7 +148,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
         src.unlink()
         ckpt.write_bytes(data[: len(data) // 2] if damage == "truncated" else data)
     rec = run_one(spec, opts)
-    assert any("ignoring unreadable or mismatched checkpoint" in m for m in logs), logs
+    assert any("ignoring checkpoint" in m for m in logs), logs
     assert not any(m.startswith("resuming") for m in logs)
     assert comparable(rec) == comparable(reference)
     assert not list(ckpt.parent.glob("*.tmp")), "stale partial checkpoints are cleaned up"

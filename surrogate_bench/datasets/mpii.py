@@ -70,6 +70,8 @@ def read_annotations(path: Path) -> list[dict]:
     """The MMPose list of person entries; DataCorrupt naming the file when it is not that."""
     try:
         entries = json.loads(path.read_text())
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("an empty list" if isinstance(entries, list) else f"a JSON {type(entries).__name__}")
         for e in entries:
             if not (isinstance(e["image"], str) and np.shape(e["joints"]) == (16, 2)
                     and np.shape(e["joints_vis"]) == (16,) and np.shape(e["center"]) == (2,)):
@@ -77,7 +79,7 @@ def read_annotations(path: Path) -> list[dict]:
             float(e["scale"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataCorrupt(f"{path}: not an MMPose MPII annotation list ({exc}); expected a JSON list of "
-                          "{image, joints 16x2, joints_vis 16, center 2, scale}") from None
+                          "{image, joints 16x2, joints_vis 16, center 2, scale}, at least one person") from None
     return entries
 
 
@@ -92,6 +94,8 @@ def read_ground_truth(path: Path) -> MPIIGroundTruth:
         raise DataCorrupt(f"{path}: not the MPII evaluation file ({type(exc).__name__}: {exc}); expected "
                           "pos_gt_src 16x2xN, headboxes_src 2x2xN, jnt_missing 16xN") from None
     n = pos.shape[-1]
+    if n == 0:
+        raise DataCorrupt(f"{path}: holds no persons; expected the 2958-person MPII validation ground truth")
     if pos.shape != (16, 2, n) or boxes.shape != (2, 2, n) or missing.shape != (16, n):
         raise DataCorrupt(f"{path}: shapes {pos.shape}, {boxes.shape}, {missing.shape}; expected "
                           f"16x2xN, 2x2xN, 16xN")

@@ -1,13 +1,15 @@
 """The plugin contracts: a Task (data, model, decoder, exact metric) and a Method (a loss for a task).
 
 Plugins subclass :class:`Task` or :class:`Method`, set ``name`` and declare their tunable
-``params`` (name -> default). The registry finds them by path or entry point; nothing here
-does I/O at import time.
+``params`` (name -> default) and each parameter's :class:`Domain` in ``param_domains``. The registry
+finds them by path or entry point; nothing here does I/O at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -84,11 +86,74 @@ class TaskData:
         )
 
 
+SEED_MAX = 2**63 - 1  # seeds are signed 64-bit integers in torch and numpy's SeedSequence
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values one parameter accepts, checked when its plugin is constructed (before any data is read).
+
+    A number must lie in [``low``, ``high``] (``low_open`` / ``high_open`` exclude an end) and, unless
+    ``finite`` is False, be finite; ``choices`` lists the only values allowed; a string must match
+    ``pattern`` (a full-match regex). For a tuple or list parameter every item is checked. ``Domain()``
+    accepts any value of the default's type (numbers still finite).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    finite: bool = True
+    pattern: str | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is outside the domain (None when inside)."""
+        if isinstance(value, (tuple, list)):
+            return next((f"item {v!r}: {p}" for v in value if (p := self.problem(v)) is not None), None)
+        if self.choices is not None and value not in self.choices:
+            return "expected one of " + ", ".join(repr(c) for c in self.choices)
+        if isinstance(value, str) and self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return f"expected a string matching {self.pattern}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.finite and not math.isfinite(value):
+                return "expected a finite number"
+            below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+            above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+            if below or above:
+                return f"expected a value in {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        lo = "-inf" if self.low is None else (f"{self.low:g}" if isinstance(self.low, float) else str(self.low))
+        hi = "inf" if self.high is None else (f"{self.high:g}" if isinstance(self.high, float) else str(self.high))
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+
+ANY = Domain()
+POSITIVE = Domain(low=0, low_open=True)
+NON_NEGATIVE = Domain(low=0)
+UNIT = Domain(low=0, high=1)
+SEED = Domain(low=0, high=SEED_MAX)
+
+
+def between(low: float, high: float, **kw: Any) -> Domain:
+    """Shorthand: a closed range [low, high] (``low_open`` / ``high_open`` to open an end)."""
+    return Domain(low=low, high=high, **kw)
+
+
+def one_of(*choices: Any) -> Domain:
+    return Domain(choices=tuple(choices))
+
+
 class Configurable:
-    """Declared parameters with defaults; unknown names and uncoercible values are SuiteErrors."""
+    """Declared parameters with defaults and domains; unknown names, uncoercible values, values of another
+    type and values outside their domain are SuiteErrors (one line), raised when the plugin is built."""
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
+    # name -> Domain for every parameter; one not listed accepts any finite value of its default's type
+    param_domains: ClassVar[Mapping[str, Domain]] = {}
     source: ClassVar[str] = ""  # set by the registry: where the plugin came from
 
     def __init__(self, **params: Any) -> None:
@@ -100,6 +165,13 @@ class Configurable:
         values = dict(self.params)
         for key, value in params.items():
             values[key] = coerce(value, self.params[key], f"{kind} {self.name!r} parameter {key!r}")
+        for key, value in values.items():
+            what = f"{kind} {self.name!r} parameter {key!r}"
+            if not _same_type(value, self.params[key]):
+                raise SuiteError(f"bad value {value!r} for {what}: expected {type(self.params[key]).__name__}")
+            problem = self.param_domains.get(key, ANY).problem(value)
+            if problem is not None:
+                raise SuiteError(f"bad value {value!r} for {what}: {problem}")
         self.p: dict[str, Any] = values
         self.validate()
 
@@ -108,6 +180,20 @@ class Configurable:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(sorted(self.p.items()))}
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    """``value`` fits a parameter whose default is ``default`` (an int fits a float; a bool only a bool)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and all(_same_type(v, default[0]) for v in value) if default \
+            else isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
 
 
 def coerce(value: Any, default: Any, what: str) -> Any:
@@ -222,6 +308,10 @@ class Method(Configurable):
     def supports(self, task: Task) -> str | None:
         """None when the pair is supported, else the reason it is skipped."""
         return None
+
+    def check_task(self, task: Task) -> None:
+        """Check parameters whose meaning depends on the task (a SuiteError line); called when the method is
+        built for a task, before any data is read. Pairs that ``supports`` rejects are skipped, not checked."""
 
     def prepare(self, task: Task, ctx: PrepareContext) -> dict[str, Any] | None:
         """Build (or load from cache) whatever ``make_loss`` needs; returns an artifact reference."""

@@ -64,6 +64,8 @@ class Registry:
         path = Path(path).resolve()
         if not path.is_file():
             raise SuiteError(f"plugin file not found: {path}")
+        if path.suffix != ".py":
+            raise SuiteError(f"plugin file {path} is not a Python file (.py)")
         mod_name = f"surrogate_bench_plugins.{path.parent.name}.{path.stem}"
         try:
             spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -71,7 +73,7 @@ class Registry:
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin that exits on import is broken, not the suite's exit
             sys.modules.pop(mod_name, None)
             self.broken[str(path)] = _one_line(exc)
             return []
@@ -112,7 +114,14 @@ class Registry:
             raise SuiteError(f"unknown {kind} {name!r} (known: {known})") from None
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
-        return self.get_class(kind, name)(**params)
+        """An instance; a plugin whose constructor fails other than with a SuiteError is one SuiteError line."""
+        cls = self.get_class(kind, name)
+        try:
+            return cls(**params)
+        except SuiteError:
+            raise
+        except Exception as exc:
+            raise SuiteError(f"{kind} {name!r} ({cls.source}) could not be built: {_one_line(exc)}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -166,4 +175,11 @@ def get_method(name: str, **params: Any) -> Method:
 def method_for(task: Task, name: str, **params: Any) -> Method:
     """The method as run on ``task``: the task's tuned defaults for it (``Task.method_defaults``), then
     ``params`` on top. Explicit parameters always win; the run key sees the effective values."""
-    return get_method(name, **{**task.method_defaults.get(name, {}), **params})
+    method = get_method(name, **{**task.method_defaults.get(name, {}), **params})
+    try:
+        supported = method.supports(task) is None
+    except Exception:  # a plugin bug: the run's own guard records it as a failed run
+        supported = False
+    if supported:
+        method.check_task(task)
+    return method

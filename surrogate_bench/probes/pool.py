@@ -199,6 +199,7 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
                        results_dir: Path, log=print) -> ProbePool:
     """The cached pool for (task, profile), built once; an unreadable or malformed cache file is rebuilt."""
     path = pool_path(results_dir, task, profile_name)
+    settings = json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         state = None
@@ -206,11 +207,12 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
             try:
                 raw = path.read_bytes()
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+                problem = None if _well_formed(state) else "malformed: missing fields or inconsistent shapes"
                 digest = hashlib.sha256(raw).hexdigest()
-            except Exception:
-                state = None
-            if not _well_formed(state):
-                log(f"probe pool {path.name} is unreadable or malformed; rebuilding")
+            except Exception as exc:
+                problem = f"unreadable ({type(exc).__name__})"
+            if problem is not None:
+                log(f"probe pool {path.name} is unusable ({problem}); rebuilding")
                 state = None
         if state is None:
             log(f"building probe pool for {task.name} ({profile_name}): a {baseline_method(task)} run of the "

@@ -77,4 +77,5 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
                     **rank_stats(losses, metric, states, baseline=base),
                     points=[[float(a), float(b), int(c)] for a, b, c in zip(losses, metric, states)])
 
-    return recorded(path, opts.force, base, method.supports(task), work)
+    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=key, log=opts.log,
+                    expect={"kind": "probe", "task": task_name, "method": method_name, "profile": profile})

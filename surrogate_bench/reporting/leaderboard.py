@@ -213,8 +213,9 @@ def conditions(runs: pd.DataFrame, profile: str) -> str:
     if df.empty:
         return ""
     envs = pd.json_normalize(df["environment"].tolist())
-    devices = ", ".join(sorted(envs["device_name"].dropna().unique()))
-    commits = ", ".join(sorted({str(c)[:10] for c in envs["git_commit"].dropna()})) or "unknown"
+    column = lambda name: envs[name].dropna() if name in envs else []  # noqa: E731  (hand-made records)
+    devices = ", ".join(sorted({str(d) for d in column("device_name")})) or "unknown"
+    commits = ", ".join(sorted({str(c)[:10] for c in column("git_commit")})) or "unknown"
     seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
     epochs = ", ".join(f"{t}: {int(e)}" for t, e in df.groupby("task")["epochs"].first().items())
     return f"Profile `{profile}` · device: {devices} · epochs: {epochs} · seeds: {seeds} · commit: {commits}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..plugins.contracts import SEED_MAX
 from ..plugins.errors import SuiteError
 from ..plugins.registry import registry
 from .runner import RunSpec
@@ -53,6 +54,8 @@ def parse_seeds(value: str) -> list[int]:
         raise SuiteError(f"bad --seeds {value!r}: expected integers like 0,1,2") from None
     if not seeds or any(s < 0 for s in seeds):
         raise SuiteError(f"bad --seeds {value!r}: expected non-negative integers like 0,1,2")
+    if any(s > SEED_MAX for s in seeds):
+        raise SuiteError(f"bad --seeds {value!r}: a seed must be at most 2^63 - 1 = {SEED_MAX}")
     return seeds
 
 

@@ -7,6 +7,7 @@ lock, checkpoints and atomic records behave exactly as in a sequential run.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -26,7 +27,8 @@ except ImportError:  # submitit is only needed by --launcher submitit / submitit
 
 from ..plugins.errors import SuiteError
 from .runner import DeadlineReached, RunOptions, RunSpec, base_record, resolve, run_one
-from .store import read_record, write_record
+from .signals import children_ignore_sigint, die_with_parent
+from .store import os_error_line, read_record, write_record
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -89,8 +91,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     todo = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
         r = resolve(spec, replace(opts, download=False))
-        existing = read_record(r.path)
-        if existing and existing["status"] == "ok" and existing["key"] == r.key and not opts.force:
+        existing = None if opts.force else read_record(r.path, r.key, opts.log, spec.expected_fields())
+        if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
         else:
             todo.append(spec)
@@ -108,8 +110,10 @@ def _past(opts: RunOptions) -> bool:
 
 # -- worker side --------------------------------------------------------------------------------
 def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str, slot: int,
-                  threads: int) -> None:
-    """One run in a spawned process: send back ("record", rec) or ("error", one line) through ``conn``."""
+                  threads: int, parent_pid: int | None = None) -> None:
+    """One run in a spawned process: send back ("record", rec) or ("error", one line) through ``conn``.
+    It dies with the parent (SIGTERM when the parent exits) and leaves Ctrl-C to the parent."""
+    die_with_parent(parent_pid)
     try:
         torch.set_num_threads(threads)
         load_plugins(plugins)
@@ -120,6 +124,9 @@ def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str
         conn.send(("deadline", str(exc)))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # e.g. the parent closed the pipe
+        with contextlib.suppress(OSError):
+            conn.send(("lost", f"worker process failed: {os_error_line(exc)}"))
     except Exception as exc:  # outside run_one's own guard (e.g. a plugin that breaks on import here)
         conn.send(("lost", f"worker process failed: {type(exc).__name__}: {exc}".splitlines()[0]))
     finally:
@@ -167,14 +174,14 @@ def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) 
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
     r = resolve(spec, replace(opts, download=False))
     path = r.path
-    existing = read_record(path)
+    existing = read_record(path, r.key, expect=spec.expected_fields())
     if existing is not None and path.stat().st_mtime >= since:
         return existing
     record = {**base_record(spec, r.key, r.task, r.method, opts, r.fp), "status": "failed", "reason": reason}
     try:
         write_record(path, record)
     except OSError as exc:
-        raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
+        raise SuiteError(f"cannot write record {path}: {os_error_line(exc)}") from None
     return record
 
 
@@ -195,8 +202,10 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
                 spec, slot = pending.pop(0), free.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_process_main, name=f"surrogate_bench-{spec.task}-{spec.method}-s{spec.seed}",
-                                   args=(send, spec, opts, tuple(cfg.plugins), cfg.device, slot, threads))
-                proc.start()
+                                   args=(send, spec, opts, tuple(cfg.plugins), cfg.device, slot, threads,
+                                         os.getpid()))
+                with children_ignore_sigint():
+                    proc.start()
                 send.close()
                 running[proc.sentinel] = (proc, recv, spec, slot, time.time())
             conns = {entry[1]: sentinel for sentinel, entry in running.items() if sentinel not in messages}
@@ -230,10 +239,15 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
                     yield _lost_run(spec, opts, f"worker process died ({how}) before writing the record", since=t0)
         if stopped or pending:
             raise DeadlineReached(f"deadline reached: {stopped} run(s) checkpointed, {len(pending)} not started")
-    finally:
-        for proc, recv, *_ in running.values():
+    finally:  # interrupted or terminated: stop every worker and wait for it (a killed run resumes later)
+        for proc, *_ in running.values():
             proc.terminate()
-            proc.join()
+        for proc, recv, *_ in running.values():
+            proc.join(timeout=10)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+            recv.close()
 
 
 def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):

@@ -9,8 +9,10 @@ and the grid goes on.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
-from ..plugins.errors import NonFiniteLoss, SuiteError
+from ..plugins.errors import DataCorrupt, NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
 from .provenance import code_fingerprint, data_fingerprint, provenance
 from ..taskkit.bootstrap import bootstrap_interval
@@ -84,6 +86,10 @@ class RunSpec:
     def key(self, fp: Fingerprints) -> str:
         blob = json.dumps(self.identity(fp), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def expected_fields(self) -> dict[str, Any]:
+        """The fields a record of this run must carry besides its key (checked before a record is reused)."""
+        return {"kind": "run", "task": self.task, "method": self.method, "profile": self.profile, "seed": self.seed}
 
     def key_at(self, data_root: Path) -> str:
         """The key of this run on the data under ``data_root`` with the code as it is now."""
@@ -217,15 +223,43 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
-    """The checkpoint for this key, or None if missing, corrupted or for another key."""
+CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "key": str, "epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "history": list,
+    "train_time": (int, float), "seen": int}
+
+
+def checkpoint_problem(state: Any, key: str) -> str | None:
+    """Why a loaded checkpoint cannot resume the run ``key`` (None when its structure fits)."""
+    if not isinstance(state, dict):
+        return f"not a dict but {type(state).__name__}"
+    for name, types in CHECKPOINT_FIELDS.items():
+        if name not in state:
+            return f"no {name!r}"
+        if not isinstance(state[name], types) or isinstance(state[name], bool):
+            return f"{name!r} is {type(state[name]).__name__}"
+    if state["key"] != key:
+        return "written for another run key"
+    mid = state.get("mid_epoch")
+    if mid is not None and not (isinstance(mid, dict) and isinstance(mid.get("step"), int)
+                                and isinstance(mid.get("perm"), Tensor) and isinstance(mid.get("losses"), Tensor)):
+        return "malformed 'mid_epoch'"
+    return None
+
+
+def load_checkpoint(path: Path, key: str, log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The checkpoint for this key, or None if missing, unreadable, malformed or for another key (``log``
+    hears why, except when it is missing)."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(state, dict) or state.get("key") != key or "epoch" not in state:
+    except Exception as exc:
+        problem = f"unreadable ({type(exc).__name__})"
+    else:
+        problem = checkpoint_problem(state, key)
+    if problem is not None:
+        if log:
+            log(f"ignoring checkpoint {path}: {problem}; starting from scratch")
         return None
     return state
 
@@ -299,10 +333,23 @@ def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
 
     never_reuse = opts.force or r.data_error is not None  # missing data: a skip, whatever sits at the path
     record = recorded(r.path, never_reuse, lambda: base_record(spec, key, task, method, opts, r.fp),
-                      method.supports(task), work, passthrough=(_SimulatedCrash, DeadlineReached), key=key)
+                      lambda: method.supports(task), work, passthrough=(_SimulatedCrash, DeadlineReached), key=key,
+                      log=opts.log, expect=spec.expected_fields())
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
     return record
+
+
+class UndefinedMetric(ValueError):
+    """The exact metric of the test split is NaN / infinite: the run has no result (a failed record)."""
+
+
+def check_nonempty(task: Task, data: TaskData, with_test: bool = True) -> None:
+    """A task whose loaded train (or test) split is empty fails in one line, not deep in the training loop."""
+    for name in ("train", "test") if with_test else ("train",):
+        if len(getattr(data, name)) == 0:
+            raise DataCorrupt(f"task {task.name!r} loaded an empty {name} split; expected at least one sample "
+                              f"(check its data files and size parameters)")
 
 
 class _SimulatedCrash(RuntimeError):
@@ -326,6 +373,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     if not spec.evaluate_test:
         data = _without_test(data)
     data = data.limit(profile).to(device)
+    check_nonempty(task, data, spec.evaluate_test)
     seed_everything(spec.seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(spec.seed)
@@ -343,27 +391,38 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     history: list[dict[str, Any]] = []
     start_epoch, train_time, seen = 0, 0.0, 0
     ckpt_file = checkpoint_path(opts.results_dir, key)
+    n_steps = len(data.train) // min(profile.batch_size, len(data.train))
     for stale in ckpt_file.parent.glob(f".{ckpt_file.name}.*.tmp"):  # left by a kill mid-save; we hold the key's lock
         stale.unlink(missing_ok=True)
     if opts.force:
         ckpt_file.unlink(missing_ok=True)
-    state = load_checkpoint(ckpt_file, key)
-    if state is None and ckpt_file.exists():
-        opts.log(f"ignoring unreadable or mismatched checkpoint {ckpt_file}; starting {spec.task}/{spec.method} "
-                 f"seed {spec.seed} from scratch")
+    state = load_checkpoint(ckpt_file, key, opts.log)
+    mid = None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], gen)
-        history, start_epoch = state["history"], int(state["epoch"])
-        train_time, seen = float(state["train_time"]), int(state["seen"])
-        mid = state.get("mid_epoch")  # {"step", "perm", "losses"} when saved inside epoch start_epoch + 1
-        where = f", step {mid['step']}" if mid else ""
-        opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}"
-                 + where)
-    else:
-        mid = None
+        fresh = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "rng": _rng_state(gen)})
+        try:  # a checkpoint that loads but does not fit (other shapes, broken RNG state) is ignored, not fatal
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], gen)
+            history, start_epoch = list(state["history"]), int(state["epoch"])
+            train_time, seen = float(state["train_time"]), int(state["seen"])
+            mid = state.get("mid_epoch")  # {"step", "perm", "losses"} when saved inside epoch start_epoch + 1
+            if not 0 <= start_epoch <= profile.epochs or (mid and not 0 < int(mid["step"]) < n_steps):
+                raise ValueError(f"epoch {start_epoch} / step {mid and mid['step']} out of range")
+        except Exception as exc:
+            opts.log(f"ignoring checkpoint {ckpt_file}: it does not fit this run ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}); starting from scratch")
+            model.load_state_dict(fresh["model"])
+            optimizer.load_state_dict(fresh["optimizer"])
+            scheduler.load_state_dict(fresh["scheduler"])
+            _set_rng_state(fresh["rng"], gen)
+            history, start_epoch, train_time, seen, mid = [], 0, 0.0, 0, None
+        else:
+            where = f", step {mid['step']}" if mid else ""
+            opts.log(f"resuming {spec.task}/{spec.method} seed {spec.seed} from epoch {start_epoch}/{profile.epochs}"
+                     + where)
 
     def snapshot(epochs_done: int, elapsed: float, inside: dict[str, Any] | None = None) -> None:
         save_checkpoint(ckpt_file, {
@@ -433,6 +492,10 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         test_preds = predict(task, model, data.test, device, profile, stepper.predict_batch)
         test = float(task.score(test_preds, data.test.y))
         test_ci = bootstrap_interval(task.score, test_preds, data.test.y)  # test-set sampling error of this run
+        if not math.isfinite(test):
+            raise UndefinedMetric(f"the test {task.metric_name} is undefined ({test}) on {len(data.test)} test "
+                                  f"samples of {spec.task} with {task.config()['params']} (e.g. no positive or "
+                                  "visible target)")
     vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
     best_val = max(vals, key=lambda v: sign * v) if vals else None
     return {

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .augment import normalize, random_crop_flip
-from ..plugins.contracts import Profile, Split, Task, TaskData
+from ..plugins.contracts import Profile, Split, Task, TaskData, between, one_of
 from ..datasets.cifar import cifar_files, load_cifar
 from ..plugins.errors import SuiteError
 from .metrics import accuracy
@@ -53,6 +53,8 @@ class CifarAccuracyTask(Task):
     # shortcut: A (He et al.'s CIFAR option, the suite's default) | B (1x1 conv + BN, the UniLoss release);
     # precision: profile (bf16 autocast on CUDA for smoke / quick, fp32 for paper) | bf16 | fp32
     params = {"depth": 20, "val_size": 5000, "shortcut": "A", "precision": "profile"}
+    param_domains = {"depth": between(8, 1000), "val_size": between(0, 49_999),  # depth: also 6n+2 (validate)
+                     "shortcut": one_of("A", "B"), "precision": one_of("profile", "bf16", "fp32")}
     profiles = CIFAR_PROFILES
     # UniLoss's logit gradient is ~10x smaller than CE's here (a batch-level IDW over n(p-1) = 1152 binaries),
     # so at CE's learning rate and a short schedule it needs a gain. The values are chosen by `tune` on the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..plugins.contracts import Task
+from ..plugins.contracts import UNIT, Domain, Task, between
 from .heatmaps import argmax_decode, gaussian_heatmaps
 from .metrics import pckh_correct
 from ..models.hourglass import StackedHourglass
@@ -34,6 +34,10 @@ class PoseTask(Task):
     metric_range = (0.0, 1.0)
     threshold: float = 0.5
     channels_last = True
+    # the pose parameters every subclass shares; subclasses add their own with {**PoseTask.param_domains, ...}
+    param_domains: dict[str, Domain] = {
+        "joints": between(0, 15), "input_size": between(1, 1024), "heatmap_size": between(1, 512),
+        "width": between(1, 4096), "depth": between(1, 8), "color_jitter": UNIT}
 
     def validate(self) -> None:
         from ..plugins.errors import SuiteError
@@ -44,6 +48,10 @@ class PoseTask(Task):
         if ratio not in (1, 2, 4):
             raise SuiteError(f"task {self.name!r}: input_size / heatmap_size must be 1, 2 or 4 "
                              f"(got {self.p['input_size']} / {self.p['heatmap_size']})")
+        if self.p["heatmap_size"] < 2 ** self.p["depth"]:
+            raise SuiteError(f"task {self.name!r}: an hourglass of depth {self.p['depth']} halves the heatmap "
+                             f"{self.p['depth']} times; heatmap_size must be >= {2 ** self.p['depth']}, "
+                             f"got {self.p['heatmap_size']}")
 
     # -- shape of the problem --------------------------------------------------------
     @property
