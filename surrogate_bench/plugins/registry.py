@@ -108,8 +108,10 @@ class Registry:
         try:
             return self.classes[kind][name]
         except KeyError:
+            from .suggest import did_you_mean
+
             known = ", ".join(self.names(kind)) or "none"
-            raise SuiteError(f"unknown {kind} {name!r} (known: {known})") from None
+            raise SuiteError(f"unknown {kind} {name!r}{did_you_mean(name, self.names(kind))} (known: {known})") from None
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
         return self.get_class(kind, name)(**params)

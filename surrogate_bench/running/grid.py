@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
 
 from ..plugins.errors import SuiteError
 from ..plugins.registry import registry
+from ..plugins.suggest import did_you_mean
 from .runner import RunSpec
 
 
@@ -39,7 +41,9 @@ def parse_params(items: Iterable[str], kind: str, names: list[str]) -> dict[str,
         k, v = item.split("=", 1)
         target = [n for n in names if k in reg.get_class(kind, n).params]
         if not target:
-            raise SuiteError(f"unknown {kind} parameter {k!r}: no selected {kind} declares it")
+            declared = {p for n in names for p in reg.get_class(kind, n).params}
+            raise SuiteError(f"unknown {kind} parameter {k!r}{did_you_mean(k, declared)}: no selected {kind} "
+                             f"declares it (they declare: {', '.join(sorted(declared)) or 'none'})")
         for n in target:
             out[n][k] = v
     return out
@@ -57,7 +61,19 @@ def parse_seeds(value: str) -> list[int]:
 
 def build_specs(tasks: list[str], methods: list[str], profile: str, seeds: list[int],
                 task_params: dict[str, dict[str, Any]], method_params: dict[str, dict[str, Any]]) -> list[RunSpec]:
-    """Every task x method x seed; validates names, parameters and the profile up front."""
+    """Every task x method x seed; validates names, parameters and the profile up front.
+
+    Only ``smoke`` is a required profile: a task that does not declare ``profile`` is left out of the grid
+    with a note on stderr; when no selected task declares it, that is an error (with a suggestion)."""
+    have = [t for t in tasks if profile in registry().get_class("task", t).profiles]
+    if not have:
+        get_task = registry().create
+        get_task("task", tasks[0], **task_params.get(tasks[0], {})).profile(profile)  # raises, with suggestions
+    for t in tasks:
+        if t not in have:
+            declared = ", ".join(registry().get_class("task", t).profiles)
+            print(f"note: task {t} declares no profile {profile!r} (has: {declared}); left out", file=sys.stderr)
+    tasks = have
     specs = []
     for t in tasks:
         for m in methods:
