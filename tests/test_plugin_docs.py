@@ -90,6 +90,23 @@ def test_the_page_shows_each_contract_with_a_complete_example() -> None:
                                                                               ["python", "-m"]) for cmd in commands())
 
 
+def test_outside_package_found_through_entry_points_and_checked(outside_package: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """Found through the entry-point groups; the page's check passes; ``list`` shows the new plugins."""
+    from surrogate_bench.cli import main
+    from surrogate_bench.plugins.registry import registry
+
+    assert registry().get_class("task", "synth-top2").source.startswith("entry point synth-top2")
+    assert registry().get_class("method", "hinge").source.startswith("entry point hinge")
+    runpy.run_path(str(outside_package / "check.py"), run_name="__main__")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "refactoring of synth-top2: ok" in out
+    assert re.search(r"synth-top2 .*\n.*top-2 accuracy.*\n.*seed=0, spread=2.0\n.*smoke \(plumbing only\), quick\n", out)
+    assert re.search(r"hinge .*\n\s+params:\s+margin=1.0\n\s+supports: .*synth-top2", out)
+
+
+@pytest.mark.slow
 def test_outside_package_via_entry_points_follows_the_page(outside_package: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
     """Found through the entry-point groups; check_refactoring passes; every command on the page runs."""
