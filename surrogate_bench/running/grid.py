@@ -24,7 +24,8 @@ def select(kind: str, value: str | None, use_all: bool) -> list[str]:
     for item in split_names(value):
         matches = reg.names(kind, item) if any(c in item for c in "*?[") else [reg.get_class(kind, item).name]
         if not matches:
-            raise SuiteError(f"no {kind} matches {item!r} (known: {', '.join(reg.names(kind))})")
+            hint = did_you_mean(item.strip("*?[]"), reg.names(kind))
+            raise SuiteError(f"no {kind} matches {item!r}{hint} (known: {', '.join(reg.names(kind))})")
         names += [m for m in matches if m not in names]
     if not names:
         raise SuiteError(f"no {kind} selected: pass --{kind} NAME[,NAME...] or --all")
