@@ -74,3 +74,9 @@ def test_leaderboard_from_the_frame_leaves_out_smoke(records: Path) -> None:
     assert "cpu (test)" in md and "abcdef0123" in md
     shown = render(records, include_plumbing=True)
     assert "## Profile `smoke`" in shown and "**Plumbing only:**" in shown and "0.1172" in shown
+
+
+def test_a_smoke_only_results_dir_says_why_the_leaderboard_is_empty(tmp_path: Path) -> None:
+    _rec(tmp_path, "mnist-ap", "ce", 0, 0.1172, profile="smoke")
+    assert "the 1 records here are plumbing-only" in render(tmp_path)
+    assert "No records yet." in render(tmp_path / "empty")
