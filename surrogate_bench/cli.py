@@ -1,4 +1,4 @@
-"""Command line: ``python -m surrogate_bench list | run | probe | bench | leaderboard | export``.
+"""Command line: ``python -m surrogate_bench list | run | tune | probe | bench | leaderboard | export``.
 
 User errors print one line and exit with code 2; failed runs exit with 1 after the grid finished.
 Global options (``--plugin``, ``--no-progress``) work before or after the subcommand.
@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .plugins.errors import SuiteError
-from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR
+from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR, RESULTS_ENV
+
+RESULTS_HELP = (f"where records go (else ${RESULTS_ENV}, else {DEFAULT_RESULTS_DIR}); the published set "
+                "is regenerated only by naming it: --results-dir results")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint inside an epoch every SEC seconds (default 60; epochs always end with one)")
     r.add_argument("--no-probe", action="store_true", help="with --all: skip the Spearman probes")
 
+    tu = sub.add_parser("tune", help="choose a method's parameters on a task by the validation metric (never test)")
+    tu.add_argument("--task", required=True, help="one task name")
+    tu.add_argument("--method", required=True, help="one method name")
+    tu.add_argument("--grid", action="append", default=[], metavar="K=V1,V2",
+                    help="values to try for one method parameter (repeatable; the grid is their product)")
+    tu.add_argument("--budget", type=int, required=True, metavar="N",
+                    help="grid points tried; give every method the same N (a larger grid is subsampled, seed 0)")
+    tu.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
+    tu.add_argument("--seeds", default="0", help="comma list of seeds per grid point (default 0)")
+    tu.add_argument("--task-param", action="append", default=[], metavar="K=V")
+    _common(tu)
+    tu.add_argument("--force", action="store_true", help="rerun finished trials")
+    tu.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
+
     pr = sub.add_parser("probe", help="Spearman probe of batch loss vs batch metric on a shared pool")
     pr.add_argument("--task", required=True, help="comma list or glob patterns of task names")
     pr.add_argument("--method", required=True, help="comma list or glob patterns of method names")
@@ -90,16 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
 
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
-    lb.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    lb.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     lb.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/LEADERBOARD.md")
     lb.add_argument("--include-smoke", action="store_true",
                     help="also show the smoke profile (plumbing only; left out of published leaderboards)")
 
     ex = sub.add_parser("export", help="write every record as one table row (CSV or Parquet) for your own analysis")
-    ex.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    ex.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     ex.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --out's suffix")
     ex.add_argument("--out", type=Path, required=True, help="file to write (e.g. runs.parquet); '-' = CSV on stdout")
-    ex.add_argument("--kind", choices=["run", "probe"], default="run", help="run records (default) or probes")
+    ex.add_argument("--kind", choices=["run", "probe", "tune"], default="run", help="run records (default), probes or tunes")
     ex.add_argument("--profile", default=None, help="comma list of profiles to keep (default: all)")
     return p
 
@@ -116,7 +133,7 @@ def _with_global_options(add_parser):
 def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--data-root", default=None,
                     help=f"dataset root (else ${DATA_ENV}, else {DEFAULT_DATA_ROOT})")
-    sp.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    sp.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
@@ -218,6 +235,38 @@ def probe_line(rec: dict) -> str:
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .running.grid import parse_params, parse_seeds, select
+    from .running.progress import wanted
+    from .running.tune import parse_grid, tune
+
+    task, method = select("task", args.task, False), select("method", args.method, False)
+    if len(task) != 1 or len(method) != 1:
+        raise SuiteError("tune: pass exactly one --task and one --method")
+    grid = parse_grid(args.grid, method[0])
+    task_params = parse_params(args.task_param, "task", task)[task[0]]
+    seeds = parse_seeds(args.seeds)
+    opts = run_options(args, progress=wanted(args.no_progress))
+    command = " ".join(["python -m surrogate_bench tune", "--task", task[0], "--method", method[0],
+                        *(f"--grid {k}={','.join(map(str, v))}" for k, v in grid.items()),
+                        f"--budget {args.budget}", f"--profile {args.profile}", f"--seeds {args.seeds}",
+                        *(f"--task-param {p}" for p in args.task_param)])
+    rec = tune(task[0], method[0], grid, args.profile, seeds, args.budget, opts, task_params, command,
+               on_trial=lambda r: print(_trial_label(r, grid) + summary_line(r), flush=True))
+    if rec["status"] != "ok":
+        print(f"tune {task[0]} {method[0]}: failed: {rec['reason']} ({rec['path']})")
+        return 1
+    choice = ", ".join(f"{k}={v}" for k, v in rec["choice"].items())
+    print(f"tune {task[0]} {method[0]} {args.profile}: {choice} (mean final val {rec['metric_name']} "
+          f"{rec['choice_val_metric']:.4f} over seeds {args.seeds}; {len(rec['trials'])} trials) -> {rec['path']}")
+    return 0
+
+
+def _trial_label(rec: dict, grid: dict) -> str:
+    params = rec.get("method_params") or {}
+    return "trial [" + ",".join(f"{k}={params.get(k)}" for k in sorted(grid)) + "] "
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from .running.grid import select
 
@@ -238,6 +287,10 @@ def summary_line(rec: dict) -> str:
         best = rec.get("best_val_metric")
         best = float("nan") if best is None else best  # 0.0 is a value, not a missing one
         note = "; plumbing only, not a comparison" if rec["profile"] in PLUMBING_PROFILES else ""
+        if rec.get("test_metric") is None:  # a tuning trial: validation only
+            final = rec.get("final_val_metric")
+            final = float("nan") if final is None else final
+            return head + f"{rec.get('metric_name', 'metric')} final val {final:.4f} (best val {best:.4f}; {how})"
         return head + (f"{rec.get('metric_name', 'metric')} {rec['test_metric']:.4f} "
                        f"(best val {best:.4f}; {how}{note})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
@@ -280,8 +333,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "probe": cmd_probe, "leaderboard": cmd_leaderboard,
-            "export": cmd_export}
+COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tune, "probe": cmd_probe,
+            "leaderboard": cmd_leaderboard, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .running.launch import load_plugins
 
             load_plugins(args.plugin)
+        if hasattr(args, "results_dir"):
+            from .paths import results_dir
+
+            args.results_dir = results_dir(args.results_dir)
         return COMMANDS[args.command](args)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)

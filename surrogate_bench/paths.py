@@ -9,12 +9,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _INSTALLED_BUILTINS = Path(__file__).resolve().parent / "builtin"
 DATA_ENV = "SURROGATE_BENCH_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/surrogate_bench/data")
-DEFAULT_RESULTS_DIR = Path("results")
+RESULTS_ENV = "SURROGATE_BENCH_RESULTS"
+DEFAULT_RESULTS_DIR = Path("~/.local/share/surrogate_bench/results")
+PUBLISHED_RESULTS_DIR = REPO_ROOT / "results"  # the published set: written only when named with --results-dir
 
 
 def data_root(cli_value: str | os.PathLike | None = None) -> Path:
     """``--data-root``, else ``$SURROGATE_BENCH_DATA``, else ``~/.cache/surrogate_bench/data``."""
     value = cli_value or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(value).expanduser()
+
+
+def results_dir(cli_value: str | os.PathLike | None = None) -> Path:
+    """``--results-dir``, else ``$SURROGATE_BENCH_RESULTS``, else ``~/.local/share/surrogate_bench/results``:
+    a user's runs never land in (or reuse) the repository's published ``results/`` unless it is named."""
+    value = cli_value or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS_DIR
     return Path(value).expanduser()
 
 

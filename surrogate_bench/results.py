@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from .plugins.errors import SuiteError
-from .running.store import atomic_write_bytes, records_frame
+from .running.store import RECORD_KINDS, atomic_write_bytes, records_frame
 
 FIRST = ("kind", "key", "status", "task", "method", "profile", "seed", "metric_name", "higher_is_better",
          "test_metric", "best_val_metric", "final_val_metric")
@@ -37,10 +37,10 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load(results_dir: str | Path, kind: str = "run") -> pd.DataFrame:
-    """All valid ``kind`` records (``run`` or ``probe``) under ``results_dir``: one row each, nested dicts
+    """All valid ``kind`` records (``run``, ``probe`` or ``tune``) under ``results_dir``: one row each, nested dicts
     flattened to ``parent.child`` columns; identity and metric columns first, then the rest sorted."""
-    if kind not in ("run", "probe"):
-        raise SuiteError(f"unknown record kind {kind!r}: expected run or probe")
+    if kind not in RECORD_KINDS:
+        raise SuiteError(f"unknown record kind {kind!r}: expected {' or '.join(RECORD_KINDS)}")
     nested = records_frame(Path(results_dir), kind)
     rows = [_flatten({k: v for k, v in rec.items() if not _missing(v)}) for rec in nested.to_dict("records")]
     frame = pd.DataFrame(rows)

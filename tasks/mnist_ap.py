@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogate_bench.plugins.contracts import Profile, Split, Task, TaskData
-from surrogate_bench.datasets.mnist import HINT, load_mnist
+from surrogate_bench.datasets.mnist import HINT, load_mnist, mnist_files
 from surrogate_bench.taskkit.metrics import average_precision
 from surrogate_bench.uniloss import AveragePrecisionRefactoring
 
@@ -43,6 +43,9 @@ class MnistAP(Task):
             val=Split(raw["train_images"][val_idx], y_train[val_idx]),
             test=Split(raw["test_images"], y_test),
         )
+
+    def data_files(self, data_root: Path) -> list[Path]:
+        return mnist_files(data_root)
 
     def build_model(self) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 300), nn.ReLU(),

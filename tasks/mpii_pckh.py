@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import Profile, Split, TaskData
-from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops,
+from surrogate_bench.datasets.mpii import (HINT, annotation_file, crop_boxes, find_dir, load_crops, mpii_files,
                                            read_annotations, read_ground_truth)
 from surrogate_bench.plugins.errors import DataCorrupt, DataUnavailable
 from surrogate_bench.taskkit.metrics import SC_BIAS, head_sizes, pckh_correct
@@ -46,6 +46,9 @@ class MpiiPCKh(PoseTask):
         "paper": Profile(epochs=50, batch_size=6, optimizer="rmsprop", lr=2.5e-4, milestones=(30, 40),
                          gamma=0.25, eval_batch_size=64),
     }
+
+    def data_files(self, data_root: Path) -> list[Path]:
+        return mpii_files(data_root)
 
     def load(self, data_root: Path, *, download: bool = False) -> TaskData:
         root = Path(data_root)

@@ -39,6 +39,11 @@ class SynthPosePCKh(PoseTask):
         splits = [self._split(i, int(self.p[key])) for i, key in enumerate(("train_size", "val_size", "test_size"))]
         return TaskData(*splits)
 
+    def data_files(self, data_root: Path) -> list[Path]:
+        """No files: the figures are generated from the task's parameters (in the run key) by code in the
+        code fingerprint (datasets/synth_pose.py)."""
+        return []
+
     def _split(self, index: int, n: int) -> Split:
         """Generate one split; joints and head size converted from input to heatmap pixels."""
         data = make_synth_pose(n, int(self.p["input_size"]), split_seed(int(self.p["seed"]), index),

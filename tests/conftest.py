@@ -1,4 +1,8 @@
-"""Shared fixtures: the real data root (skip when absent), a fresh results dir, CPU run options."""
+"""Shared fixtures: the real data root (skip when absent), a fresh results dir, CPU run options.
+
+Every test gets its own default results directory ($SURROGATE_BENCH_RESULTS) and the session one digest
+cache ($SURROGATE_BENCH_CACHE), so no test writes the user's directories or the published results/.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ from surrogate_bench.paths import REPO_ROOT
 SHARED_DATA = Path(os.environ.get("SURROGATE_BENCH_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def _digest_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("digest-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_user_dirs(tmp_path_factory, _digest_cache: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SURROGATE_BENCH_RESULTS", str(tmp_path_factory.mktemp("user-results")))
+    monkeypatch.setenv("SURROGATE_BENCH_CACHE", str(_digest_cache))
 
 
 @pytest.fixture(scope="session")

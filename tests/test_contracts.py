@@ -76,7 +76,8 @@ def test_smoke_run_record(task_name: str, method_name: str, run_options) -> None
     spec = RunSpec(task_name, method_name, "smoke", 0)
     rec = run_one(spec, run_options)
     assert rec["status"] in {"ok", "skipped"}, rec.get("reason")
-    assert read_record(spec.record_path(run_options.results_dir))["key"] == spec.key()
+    key = spec.key_at(run_options.data_root)
+    assert rec["key"] == key and read_record(spec.record_path(run_options.results_dir, key))["key"] == key
     if rec["status"] == "ok":
         lo, hi = get_task(task_name).metric_range
         assert lo <= rec["test_metric"] <= hi

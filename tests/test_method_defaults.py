@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from surrogate_bench.reporting.leaderboard import method_label, tuned_settings
 from surrogate_bench.plugins.registry import get_task, method_for
 from surrogate_bench.running.runner import RunSpec
@@ -21,7 +23,8 @@ def test_run_key_sees_effective_values() -> None:
     tuned = RunSpec("cifar10-acc", "uniloss")
     explicit = RunSpec("cifar10-acc", "uniloss", method_params=(("gain", 10.0), ("temperature", 2.0)))
     paper = RunSpec("cifar10-acc", "uniloss", method_params=(("gain", 1.0), ("temperature", 1.0)))
-    assert tuned.key() == explicit.key() != paper.key()
+    fp = tuned.fingerprints(Path("."))
+    assert tuned.key(fp) == explicit.key(fp) != paper.key(fp)
     assert tuned.build()[1].p["gain"] == 10.0
 
 

@@ -108,7 +108,7 @@ def test_kill9_then_resume_equals_uninterrupted(reference, data_root, tmp_path) 
 def test_truncated_record_is_rerun(reference, data_root, tmp_path) -> None:
     results = tmp_path / "results"
     spec = RunSpec(TASK, "ce", PROFILE, 0)
-    path = spec.record_path(results)
+    path = spec.record_path(results, spec.key_at(data_root))
     path.parent.mkdir(parents=True)
     blob = json.dumps({k: v for k, v in reference.items() if k != "reused"}, indent=1)
     path.write_text(blob[: len(blob) // 2])  # a half-written record (not atomic: e.g. copied by hand)
@@ -134,7 +134,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
     logs: list[str] = []
     opts = RunOptions(results_dir=results, data_root=data_root, device=torch.device("cpu"), progress=False,
                       log=logs.append)
-    ckpt = checkpoint_path(results, spec.key())
+    ckpt = checkpoint_path(results, spec.key_at(data_root))
     if damage == "garbage":
         ckpt.parent.mkdir(parents=True)
         ckpt.write_bytes(b"\x80\x04 not a checkpoint" * 100)
@@ -143,7 +143,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
         other = RunSpec(TASK, "ce", PROFILE, 1) if damage == "other-key" else spec
         with pytest.raises(_SimulatedCrash):
             run_one(other, RunOptions(**{**opts.__dict__, "stop_after_epochs": 2}))
-        src = checkpoint_path(results, other.key())
+        src = checkpoint_path(results, other.key_at(data_root))
         data = src.read_bytes()
         src.unlink()
         ckpt.write_bytes(data[: len(data) // 2] if damage == "truncated" else data)
@@ -162,7 +162,7 @@ def test_resume_in_process_after_simulated_crash(reference, data_root, tmp_path)
     spec = RunSpec(TASK, "ce", PROFILE, 0)
     with pytest.raises(_SimulatedCrash):
         run_one(spec, RunOptions(**{**opts.__dict__, "stop_after_epochs": 3}))
-    assert read_record(spec.record_path(tmp_path)) is None
+    assert read_record(spec.record_path(tmp_path, spec.key_at(data_root))) is None
     rec = run_one(spec, opts)
     assert any("from epoch 3/6" in m for m in logs)
     assert comparable(rec) == comparable(reference)
@@ -187,7 +187,7 @@ def test_resume_inside_an_epoch_after_interrupt(reference, data_root, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         run_one(spec, opts)
     monkeypatch.setattr(cls, "inputs", original)
-    assert read_record(spec.record_path(tmp_path)) is None
+    assert read_record(spec.record_path(tmp_path, spec.key_at(data_root))) is None
     rec = run_one(spec, opts)
     assert f"resuming {TASK}/ce seed 0 from epoch 1/6, step 3" in logs
     assert comparable(rec) == comparable(reference)

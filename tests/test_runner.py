@@ -18,8 +18,9 @@ def test_key_depends_on_everything() -> None:
     base = RunSpec("mnist-ap", "ce", "smoke", 0)
     variants = [RunSpec("mnist-ap", "ce", "quick", 0), RunSpec("mnist-ap", "ce", "smoke", 1),
                 RunSpec("mnist-ap", "ce", "smoke", 0, method_params=(("label_smoothing", 0.1),))]
-    assert len({base.key(), *(v.key() for v in variants)}) == 4
-    assert base.key() == RunSpec("mnist-ap", "ce", "smoke", 0).key()
+    fp = base.fingerprints(Path("."))
+    assert len({base.key(fp), *(v.key(fp) for v in variants)}) == 4
+    assert base.key(fp) == RunSpec("mnist-ap", "ce", "smoke", 0).key(fp)
 
 
 def test_record_and_reuse(run_options) -> None:
@@ -30,17 +31,18 @@ def test_record_and_reuse(run_options) -> None:
                   "history", "wall_time_s", "train_samples_per_s", "environment"):
         assert field in rec
     assert rec["environment"]["torch"] and rec["environment"]["device_name"]
-    path = spec.record_path(run_options.results_dir)
+    key = spec.key_at(run_options.data_root)
+    path = spec.record_path(run_options.results_dir, key)
     mtime = path.stat().st_mtime_ns
     again = run_one(spec, run_options)
     assert again.get("reused") and path.stat().st_mtime_ns == mtime  # nothing retrained or rewritten
     assert not list(path.parent.glob("*.tmp"))
-    assert not (run_options.results_dir / "checkpoints" / f"{spec.key()}.pt").exists()
+    assert not (run_options.results_dir / "checkpoints" / f"{key}.pt").exists()
 
 
 def test_truncated_record_is_not_finished(run_options) -> None:
     spec = RunSpec("mnist-ap", "ce", "smoke", 0)
-    path = spec.record_path(run_options.results_dir)
+    path = spec.record_path(run_options.results_dir, spec.key_at(run_options.data_root))
     path.parent.mkdir(parents=True)
     path.write_text('{"kind": "run", "key": "')
     assert read_record(path) is None

@@ -163,6 +163,16 @@ def find_folder(root: Path, layout: CifarLayout, download_ok: bool) -> Path:
     raise DataUnavailable(f"{layout.name} not found under {root}: " + hint(layout, root))
 
 
+def cifar_files(root: Path | str, which: str = "cifar10") -> list[Path]:
+    """The batch files ``load_cifar`` reads; DataUnavailable when the folder lacks one (``load`` may then
+    extract or download them)."""
+    layout = LAYOUTS[which]
+    folder = Path(root) / layout.folder
+    if not _has_files(folder, layout):
+        raise DataUnavailable(f"{layout.name} not found under {root}: " + hint(layout, root))
+    return [folder / f for f in (*layout.train_files, layout.test_file)]
+
+
 def load_cifar(root: Path | str, which: str = "cifar10", download: bool = False) -> dict[str, torch.Tensor]:
     """Train and test images (uint8 N x 3 x 32 x 32) and labels (int64) of ``which`` (cifar10 | cifar100)."""
     layout = LAYOUTS[which]

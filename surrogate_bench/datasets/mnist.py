@@ -32,6 +32,14 @@ def find_dir(root: Path) -> Path | None:
     return None
 
 
+def mnist_files(root: Path) -> list[Path]:
+    """The four files ``load_mnist`` reads (gzipped or not); DataUnavailable when they are not there."""
+    folder = find_dir(Path(root))
+    if folder is None:
+        raise DataUnavailable(f"MNIST not found under {root}: " + HINT.format(root=root))
+    return [folder / f"{n}.gz" if (folder / f"{n}.gz").is_file() else folder / n for n in FILES.values()]
+
+
 def read_idx(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
     """Read one IDX file (gzipped or not); DataCorrupt naming the file when it is not what is expected."""
     try:

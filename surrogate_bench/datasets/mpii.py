@@ -54,6 +54,18 @@ def annotation_file(folder: Path, name: str) -> Path | None:
     return None
 
 
+def mpii_files(root: Path) -> list[Path]:
+    """The annotation files and every image the MPII task may read; DataUnavailable without the annotations."""
+    folder = find_dir(Path(root))
+    names = ("mpii_train.json", "mpii_val.json", "mpii_gt_val.mat")
+    files = [annotation_file(folder, n) for n in names] if folder else [None]
+    if folder is None or any(f is None for f in files):
+        raise DataUnavailable(f"MPII annotations ({', '.join(names)}) not found under {folder or root}; "
+                              + HINT.format(root=root))
+    images = sorted(p for p in (folder / "images").rglob("*") if p.is_file())
+    return [f for f in files if f is not None] + images
+
+
 def read_annotations(path: Path) -> list[dict]:
     """The MMPose list of person entries; DataCorrupt naming the file when it is not that."""
     try:

@@ -153,6 +153,8 @@ class Task(Configurable):
     # Tuned defaults a method gets on this task (method name -> params), e.g. UniLoss's gradient gain.
     # Explicit --method-param values win; records and run keys hold the effective values.
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # Where each tuned default comes from: the ``tune`` command and its record (validation-selected only).
+    method_defaults_source: ClassVar[Mapping[str, str]] = {}
     # What defines the metric: a subclass that overrides any of these without declaring its own
     # ``method_defaults`` does not inherit its parent's (they were tuned for the parent's metric).
     METRIC_DEFINING: ClassVar[tuple[str, ...]] = ("metric_name", "score", "metric", "decode", "refactoring")
@@ -174,6 +176,12 @@ class Task(Configurable):
     def load(self, data_root: Path, *, download: bool = False) -> TaskData:
         """Read the real data under ``data_root``; raise DataUnavailable / DataCorrupt."""
         raise NotImplementedError
+
+    def data_files(self, data_root: Path) -> list[Path] | None:
+        """The files :meth:`load` reads under ``data_root``: their digest is part of every run's key.
+        ``[]`` when the data is generated (no files); None (the default) when the task does not say.
+        Raise DataUnavailable when the files are not there (the runner then lets ``load`` fetch them)."""
+        return None
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError

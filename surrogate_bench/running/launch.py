@@ -25,7 +25,7 @@ except ImportError:  # submitit is only needed by --launcher submitit / submitit
     Checkpointable = object  # type: ignore[assignment,misc]
 
 from ..plugins.errors import SuiteError
-from .runner import RunOptions, RunSpec, base_record, run_one
+from .runner import RunOptions, RunSpec, base_record, resolve, run_one
 from .store import read_record, write_record
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
@@ -86,8 +86,9 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     opts = replace(opts, progress=False, log=log_stderr)
     todo = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
-        existing = read_record(spec.record_path(opts.results_dir))
-        if existing and existing["status"] == "ok" and not opts.force:
+        r = resolve(spec, replace(opts, download=False))
+        existing = read_record(r.path)
+        if existing and existing["status"] == "ok" and existing["key"] == r.key and not opts.force:
             yield {**existing, "reused": True}
         else:
             todo.append(spec)
@@ -156,12 +157,12 @@ def _threads_per_job(jobs: int) -> int:
 
 def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
-    path = spec.record_path(opts.results_dir)
+    r = resolve(spec, replace(opts, download=False))
+    path = r.path
     existing = read_record(path)
     if existing is not None and path.stat().st_mtime >= since:
         return existing
-    task, method = spec.build()
-    record = {**base_record(spec, spec.key(), task, method, opts), "status": "failed", "reason": reason}
+    record = {**base_record(spec, r.key, r.task, r.method, opts, r.fp), "status": "failed", "reason": reason}
     try:
         write_record(path, record)
     except OSError as exc:

@@ -1,7 +1,9 @@
 """Run one (task, method, profile, seed): prepare, train with per-epoch checkpoints, evaluate, record.
 
-A finished key is never rerun (unless forced); a killed run resumes from its last complete
-epoch; any fault inside a run becomes a *failed* record and the grid goes on.
+A run's key covers its settings and the fingerprints of the code and data that produce it
+(:mod:`.provenance`); a finished record is reused only when its stored key is that key (unless forced);
+a killed run resumes from its last complete epoch; any fault inside a run becomes a *failed* record
+and the grid goes on.
 """
 
 from __future__ import annotations
@@ -19,13 +21,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
 from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
 from .progress import StepBar
 from ..plugins.errors import NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
+from .provenance import code_fingerprint, data_fingerprint, provenance
 from .store import recorded
+
+DATA_UNAVAILABLE = "unavailable"  # the data fingerprint of a run whose data files are missing: never reused
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """What code and which data a run reads (see :mod:`.provenance`)."""
+
+    code: str
+    data: str
 
 
 @dataclass(frozen=True)
@@ -38,28 +50,48 @@ class RunSpec:
     seed: int = 0
     task_params: tuple[tuple[str, Any], ...] = ()
     method_params: tuple[tuple[str, Any], ...] = ()
+    evaluate_test: bool = True  # False: a tuning trial, which never loads or scores the test split
 
     def build(self) -> tuple[Task, Method]:
         task = get_task(self.task, **dict(self.task_params))
         return task, method_for(task, self.method, **dict(self.method_params))
 
-    def identity(self) -> dict[str, Any]:
+    def fingerprints(self, data_root: Path) -> Fingerprints:
+        """Code and data fingerprints; the data one is ``unavailable`` when a data file is missing."""
         task, method = self.build()
-        return {
+        try:
+            data = data_fingerprint(task, Path(data_root))
+        except Exception:  # DataUnavailable, or a file that cannot be read
+            data = DATA_UNAVAILABLE
+        return Fingerprints(code_fingerprint(task, method), data)
+
+    def identity(self, fp: Fingerprints) -> dict[str, Any]:
+        task, method = self.build()
+        out = {
             "task": task.config(),
             "method": method.config(),
             "profile": self.profile,
             "profile_settings": task.profile(self.profile).as_dict(),
             "seed": self.seed,
-            "code_version": __version__,
+            "code_fingerprint": fp.code,
+            "data_fingerprint": fp.data,
         }
+        if not self.evaluate_test:
+            out["evaluate_test"] = False
+        return out
 
-    def key(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+    def key(self, fp: Fingerprints) -> str:
+        blob = json.dumps(self.identity(fp), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def record_path(self, results_dir: Path) -> Path:
-        return Path(results_dir) / "runs" / self.profile / self.task / f"{self.method}-s{self.seed}-{self.key()[:10]}.json"
+    def key_at(self, data_root: Path) -> str:
+        """The key of this run on the data under ``data_root`` with the code as it is now."""
+        return self.key(self.fingerprints(data_root))
+
+    def record_path(self, results_dir: Path, key: str) -> Path:
+        """``runs/<profile>/<task>/<method>-s<seed>-<key>.json``; tuning trials under ``tuning/.../trials``."""
+        where = ("runs", self.profile, self.task) if self.evaluate_test else ("tuning", self.profile, self.task, "trials")
+        return Path(results_dir).joinpath(*where) / f"{self.method}-s{self.seed}-{key[:10]}.json"
 
 
 @dataclass
@@ -82,9 +114,9 @@ class RunOptions:
 _DATA_CACHE: dict[tuple, TaskData] = {}
 
 
-def load_task_data(task: Task, data_root: Path, download: bool) -> TaskData:
-    """Load a task's data once per process (keyed by task config and root)."""
-    key = (json.dumps(task.config(), sort_keys=True, default=str), str(data_root))
+def load_task_data(task: Task, data_root: Path, download: bool, fingerprint: str | None = None) -> TaskData:
+    """Load a task's data once per process (keyed by task config, root and data fingerprint)."""
+    key = (json.dumps(task.config(), sort_keys=True, default=str), str(data_root), fingerprint)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # keep at most one dataset in memory
         _DATA_CACHE[key] = task.load(data_root, download=download)
@@ -189,7 +221,8 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------------------
-def base_record(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions) -> dict[str, Any]:
+def base_record(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions,
+                fp: Fingerprints) -> dict[str, Any]:
     return {
         "kind": "run",
         "key": key,
@@ -202,18 +235,61 @@ def base_record(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOp
         "seed": spec.seed,
         "metric_name": task.metric_name,
         "higher_is_better": task.higher_is_better,
+        "evaluate_test": spec.evaluate_test,
         "environment": environment(opts.device),
+        "provenance": provenance(task, method, fp.code, fp.data),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A spec bound to the code and data it would read now: its key, record path and any data fault."""
+
+    spec: RunSpec
+    task: Task
+    method: Method
+    fp: Fingerprints
+    key: str
+    path: Path
+    data_error: Exception | None = None
+
+
+def resolve(spec: RunSpec, opts: RunOptions) -> Resolved:
+    """Fingerprint code and data *before* any reuse lookup. Missing data files: with ``download`` the task's
+    loader fetches (or extracts) them first; otherwise (or if that fails) the key carries ``unavailable``
+    and the fault, so the record is a data skip, never a reuse."""
+    task, method = spec.build()
+    code = code_fingerprint(task, method)
+    error: Exception | None = None
+    try:
+        data = data_fingerprint(task, Path(opts.data_root))
+    except Exception as exc:  # DataUnavailable, or an unreadable file
+        data, error = DATA_UNAVAILABLE, exc
+    if error is not None and opts.download and not method.supports(task):
+        try:
+            load_task_data(task, opts.data_root, True)
+            data, error = data_fingerprint(task, Path(opts.data_root)), None
+        except Exception as exc:
+            error = exc
+    fp = Fingerprints(code, data)
+    key = spec.key(fp)
+    return Resolved(spec, task, method, fp, key, spec.record_path(opts.results_dir, key), error)
+
+
 def run_one(spec: RunSpec, opts: RunOptions) -> dict[str, Any]:
     """Run (or reuse) one run; always returns its record, never raises for per-run faults."""
-    task, method = spec.build()
-    key = spec.key()
-    path = spec.record_path(opts.results_dir)
-    record = recorded(path, opts.force, lambda: base_record(spec, key, task, method, opts), method.supports(task),
-                      lambda: _train(spec, key, task, method, opts), passthrough=(_SimulatedCrash,))
+    r = resolve(spec, opts)
+    task, method, key = r.task, r.method, r.key
+
+    def work() -> dict[str, Any]:
+        if r.data_error is not None:
+            raise r.data_error
+        return _train(spec, key, task, method, opts, r.fp)
+
+    never_reuse = opts.force or r.data_error is not None  # missing data: a skip, whatever sits at the path
+    record = recorded(r.path, never_reuse, lambda: base_record(spec, key, task, method, opts, r.fp),
+                      method.supports(task), work, passthrough=(_SimulatedCrash,), key=key)
     if record["status"] == "ok" and not record.get("reused"):
         checkpoint_path(opts.results_dir, key).unlink(missing_ok=True)
     return record
@@ -223,10 +299,19 @@ class _SimulatedCrash(RuntimeError):
     """Raised by the test hook ``stop_after_epochs`` to mimic a kill between epochs."""
 
 
-def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions) -> dict[str, Any]:
+def _without_test(data: TaskData) -> TaskData:
+    """Train and validation only: the test split is not touched (tuning trials)."""
+    return TaskData(data.train, data.val, Split(data.val.x[:0], data.val.y[:0]), data.extra)
+
+
+def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions,
+           fp: Fingerprints) -> dict[str, Any]:
     device = opts.device
     profile = task.profile(spec.profile)
-    data = load_task_data(task, opts.data_root, opts.download).limit(profile).to(device)
+    data = load_task_data(task, opts.data_root, opts.download, fp.data)
+    if not spec.evaluate_test:
+        data = _without_test(data)
+    data = data.limit(profile).to(device)
     seed_everything(spec.seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(spec.seed)
@@ -321,7 +406,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
             raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")
     bar.close()
 
-    test = evaluate(task, model, data.test, device, profile)
+    test = evaluate(task, model, data.test, device, profile) if spec.evaluate_test else None
     vals = [h["val_metric"] for h in history if h["val_metric"] == h["val_metric"]]
     best_val = max(vals, key=lambda v: sign * v) if vals else None
     return {

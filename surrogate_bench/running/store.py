@@ -16,7 +16,7 @@ from filelock import FileLock
 
 from ..plugins.errors import DataUnavailable, SuiteError
 
-RECORD_KINDS = ("run", "probe")
+RECORD_KINDS = ("run", "probe", "tune")
 STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
 
@@ -71,15 +71,17 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]], skip_reason: str | None,
-             work: Callable[[], dict[str, Any]], passthrough: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+             work: Callable[[], dict[str, Any]], passthrough: tuple[type[BaseException], ...] = (),
+             key: str | None = None) -> dict[str, Any]:
     """One unit of work (a run, a probe) kept as the record at ``path``: an ok record is reused (``reused``
-    marks it) unless ``force``; otherwise, under a per-path file lock (rechecked once held), the record
+    marks it) unless ``force`` or (given ``key``) its stored key is another; otherwise, under a per-path file lock (rechecked once held), the record
     ``base()`` gets ``skip_reason`` as an unsupported skip, or ``work()``'s results with status ok,
     a data skip (DataUnavailable) or a failure with its reason; then its wall time, and it is written
     atomically. Exceptions in ``passthrough`` propagate; an unwritable record is a SuiteError."""
     def reusable() -> dict[str, Any] | None:
         rec = read_record(path)
-        return {**rec, "reused": True} if rec and rec["status"] == "ok" and not force else None
+        ok = rec is not None and rec["status"] == "ok" and (key is None or rec["key"] == key)
+        return {**rec, "reused": True} if ok and not force else None
 
     if (done := reusable()) is not None:
         return done

@@ -1,0 +1,59 @@
+"""Provenance in the leaderboard: runs of different code or data never share a cell silently; tune records.
+
+Within one (profile, task, method label), when the runs carry more than one (code, data) fingerprint pair,
+each pair becomes its own column: the label gets ``@<code[:6]>/<data[:6]>`` (``@no-provenance`` for records
+written before fingerprints existed). One pair per cell leaves the label as it is. Tuning trials (which
+have no test metric) are dropped.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def fingerprint_pair(record_provenance: object) -> tuple[str, str] | None:
+    """(code, data) fingerprints of a record's ``provenance`` block, or None when it has none."""
+    if not isinstance(record_provenance, dict):
+        return None
+    code, data = record_provenance.get("code_fingerprint"), record_provenance.get("data_fingerprint")
+    return (str(code), str(data)) if code and data else None
+
+
+def tag(pair: tuple[str, str] | None) -> str:
+    return "@no-provenance" if pair is None else f"@{pair[0][:6]}/{pair[1][:6]}"
+
+
+def split_by_fingerprint(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (one row per record, ``method`` already labelled) with the method label split per
+    fingerprint pair wherever a cell would otherwise mix them; tuning trials removed."""
+    if runs.empty:
+        return runs
+    df = runs.copy()
+    if "evaluate_test" in df:
+        df = df[df["evaluate_test"].map(lambda v: v is not False)]
+    prov = df["provenance"] if "provenance" in df else pd.Series([None] * len(df), index=df.index)
+    pairs = prov.map(fingerprint_pair)
+    cell = list(zip(df["profile"], df["task"], df["method"]))
+    distinct: dict[tuple, set] = {}
+    for c, p in zip(cell, pairs):
+        distinct.setdefault(c, set()).add(p)
+    df["method"] = [m + tag(p) if len(distinct[c]) > 1 else m for c, m, p in zip(cell, df["method"], pairs)]
+    return df
+
+
+def tuning_table(tunes: pd.DataFrame) -> str:
+    """One row per ok ``tune`` record: task, method, profile, budget x seeds, choice, its validation metric."""
+    if tunes.empty:
+        return ""
+    from tabulate import tabulate
+
+    rows = []
+    for r in tunes[tunes["status"] == "ok"].itertuples():
+        choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))
+        grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sorted((r.grid or {}).items()))
+        rows.append([r.task, r.method, r.profile, grid, f"{r.budget} × seeds {','.join(map(str, r.seeds))}", choice,
+                     f"{r.choice_val_metric:.4f}", str(r.key)[:10]])
+    if not rows:
+        return ""
+    return tabulate(sorted(rows), headers=["task", "method", "profile", "grid", "budget", "choice",
+                                           "final val (mean)", "record key"], tablefmt="github")
