@@ -67,11 +67,14 @@ def nested(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
 
 
 def for_export(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose list / dict cells are JSON text (CSV and Parquet hold scalars; ``json.loads`` restores)."""
+    """A copy whose list / dict cells are JSON text (CSV and Parquet hold scalars; ``json.loads`` restores) and
+    whose missing cells in object columns are None (what Parquet gives back), so a Parquet file reads back equal."""
     out = frame.copy()
     for col in out.columns:
         if out[col].map(lambda v: isinstance(v, (list, tuple, dict))).any():
             out[col] = out[col].map(lambda v: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+        if out[col].dtype == object:
+            out[col] = out[col].where(out[col].notna(), None)
     return out
 
 
