@@ -1,6 +1,7 @@
-"""Command line: ``python -m surrogate_bench list | run | tune | probe | bench | leaderboard``.
+"""Command line: ``python -m surrogate_bench list | run | tune | probe | bench | leaderboard | export``.
 
 User errors print one line and exit with code 2; failed runs exit with 1 after the grid finished.
+Global options (``--plugin``, ``--no-progress``) work before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -24,13 +25,31 @@ class _Parser(argparse.ArgumentParser):
         raise SuiteError(f"{self.prog}: {message}")
 
 
+def _global_options(p: argparse.ArgumentParser, after: bool) -> None:
+    """Options accepted before and after the subcommand; after it they land in ``*_after`` and are merged."""
+    def kw(default, dest):
+        return {"default": argparse.SUPPRESS, "dest": dest + "_after"} if after else {"default": default, "dest": dest}
+
+    g = p.add_argument_group("global options")
+    g.add_argument("--plugin", action="append", metavar="FILE.py",
+                   help="load a task/method plugin file (repeatable)", **kw([], "plugin"))
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (automatic when stderr is not a terminal)", **kw(False, "no_progress"))
+
+
+def _merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
+    args.plugin = list(args.plugin or []) + list(getattr(args, "plugin_after", []) or [])
+    args.no_progress = bool(args.no_progress or getattr(args, "no_progress_after", False))
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="surrogate_bench", description="Compare surrogate losses for non-differentiable metrics.")
-    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                   help="load a task/method plugin file (repeatable)")
+    _global_options(p, after=False)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser = _with_global_options(sub.add_parser)  # type: ignore[method-assign]
 
-    sub.add_parser("list", help="list tasks, methods and broken plugins")
+    sub.add_parser("list", help="list tasks and methods with their parameters, profiles and supported tasks")
 
     r = sub.add_parser("run", help="run a grid of task x method x seed")
     r.add_argument("--all", action="store_true", help="every task x every method")
@@ -46,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--force", action="store_true", help="rerun finished keys")
     r.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
-    r.add_argument("--no-progress", action="store_true")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run N runs at once (local worker processes; submitit: jobs in flight)")
     r.add_argument("--launcher", default="local", choices=["local", "submitit", "submitit-local"],
@@ -78,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tu)
     tu.add_argument("--force", action="store_true", help="rerun finished trials")
     tu.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
-    tu.add_argument("--no-progress", action="store_true")
 
     pr = sub.add_parser("probe", help="Spearman probe of batch loss vs batch metric on a shared pool")
     pr.add_argument("--task", required=True, help="comma list or glob patterns of task names")
@@ -108,7 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="write the markdown leaderboard from the records")
     lb.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
     lb.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/LEADERBOARD.md")
+    lb.add_argument("--include-smoke", action="store_true",
+                    help="also show the smoke profile (plumbing only; left out of published leaderboards)")
+
+    ex = sub.add_parser("export", help="write every record as one table row (CSV or Parquet) for your own analysis")
+    ex.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
+    ex.add_argument("--format", choices=["csv", "parquet"], default=None, help="default: from --out's suffix")
+    ex.add_argument("--out", type=Path, required=True, help="file to write (e.g. runs.parquet); '-' = CSV on stdout")
+    ex.add_argument("--kind", choices=["run", "probe", "tune"], default="run", help="run records (default), probes or tunes")
+    ex.add_argument("--profile", default=None, help="comma list of profiles to keep (default: all)")
     return p
+
+
+def _with_global_options(add_parser):
+    """Wrap ``add_parser`` so that every subcommand also accepts the global options."""
+    def add(name: str, **kwargs):
+        sp = add_parser(name, **kwargs)
+        _global_options(sp, after=True)
+        return sp
+    return add
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -119,19 +154,28 @@ def _common(sp: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .plugins.catalog import lines
     from .plugins.registry import registry
 
-    reg = registry()
-    for kind in ("task", "method"):
-        print(f"{kind}s:")
-        for name in reg.names(kind):
-            cls = reg.get_class(kind, name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            print(f"  {name:18s} {doc}")
-    if reg.broken:
-        print("broken plugins:")
-        for src, err in sorted(reg.broken.items()):
-            print(f"  {src}: {err}")
+    for line in lines(registry()):
+        print(line)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .results import export, for_export, load
+    from .running.grid import split_names
+
+    if not args.results_dir.is_dir():
+        raise SuiteError(f"results directory {args.results_dir} does not exist")
+    profiles = split_names(args.profile)
+    if str(args.out) == "-":
+        frame = load(args.results_dir, args.kind)
+        frame = frame[frame["profile"].isin(profiles)] if profiles else frame
+        sys.stdout.write(for_export(frame).to_csv(index=False))
+        return 0
+    out = export(args.results_dir, args.out, args.format, args.kind, profiles)
+    print(f"wrote {out}")
     return 0
 
 
@@ -184,22 +228,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                           slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
                           gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
     launch.validate()
-    opts = run_options(args, progress=not args.no_progress)
+    from .running.progress import GridBar, wanted
+
+    opts = run_options(args, progress=wanted(args.no_progress))
     opts = _run_limits(args, opts)
     for line in skipped:  # --grid rows whose data are absent
         print(line, file=sys.stderr, flush=True)
     failed = 0
+    bar = GridBar(len(specs), opts.progress)
     try:
         with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
             for rec in records:
                 failed += rec["status"] == "failed"
-                print(summary_line(rec), flush=True)
+                bar.run_done(summary_line(rec))
     except DeadlineReached as exc:
+        bar.close()
         print(f"stopped at --max-minutes {args.max_minutes:g}: {exc}; run the same command again to resume",
               file=sys.stderr, flush=True)
         return 3
+    bar.close()
     if args.all and not args.no_probe:
-        failed += run_probes(tasks, methods, args.profile or "quick", opts)
+        failed += run_probes([t for t in tasks if any(s.task == t for s in specs)], methods,
+                             args.profile or "quick", opts)
     return 1 if failed else 0
 
 
@@ -253,6 +303,7 @@ def probe_line(rec: dict) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .running.grid import parse_params, parse_seeds, select
+    from .running.progress import wanted
     from .running.tune import parse_grid, tune
 
     task, method = select("task", args.task, False), select("method", args.method, False)
@@ -261,7 +312,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid, method[0])
     task_params = parse_params(args.task_param, "task", task)[task[0]]
     seeds = parse_seeds(args.seeds)
-    opts = run_options(args, progress=not args.no_progress)
+    opts = run_options(args, progress=wanted(args.no_progress))
     command = " ".join(["python -m surrogate_bench tune", "--task", task[0], "--method", method[0],
                         *(f"--grid {k}={','.join(map(str, v))}" for k, v in grid.items()),
                         f"--budget {args.budget}", f"--profile {args.profile}", f"--seeds {args.seeds}",
@@ -294,14 +345,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def summary_line(rec: dict) -> str:
+    from .plugins.catalog import PLUMBING_PROFILES
+
     head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
     if rec["status"] == "ok":
         how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
+        note = "; plumbing only, not a comparison" if rec["profile"] in PLUMBING_PROFILES else ""
         if rec.get("test_metric") is None and rec.get("evaluate_test") is False:  # a tuning trial: validation only
             return head + (f"{rec.get('metric_name', 'metric')} final val {_num(rec.get('final_val_metric'), '.4f')} "
                            f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
         return head + (f"{rec.get('metric_name', 'metric')} {_num(rec.get('test_metric'), '.4f')} "
-                       f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
+                       f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how}{note})")
     return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
 
@@ -315,7 +369,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not args.results_dir.is_dir():
         raise SuiteError(f"results directory {args.results_dir} does not exist")
-    out = write(args.results_dir, args.out or args.results_dir / "LEADERBOARD.md")
+    out = write(args.results_dir, args.out or args.results_dir / "LEADERBOARD.md", include_plumbing=args.include_smoke)
     print(f"wrote {out}")
     return 0
 
@@ -382,7 +436,8 @@ def _bench_jobs(args: argparse.Namespace, device, root: Path, method_names: list
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tune, "probe": cmd_probe, "leaderboard": cmd_leaderboard}
+COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tune, "probe": cmd_probe,
+            "leaderboard": cmd_leaderboard, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with stop_on_signals():
-            args = build_parser().parse_args(argv)
+            args = _merge_global_options(build_parser().parse_args(argv))
             if args.plugin:
                 from .running.launch import load_plugins
 

@@ -164,6 +164,16 @@ class MpiiPCKh(PoseTask):
         head = np.where(both, seg_ratio * seg, side_ratio * side.numpy())
         return self._targets(train, joints, vis, head, -np.ones(len(train)), np.zeros((len(train), 2, 2)))
 
+    def random_batch(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Random heatmaps and targets of *training* persons (person -1: scored at heatmap scale, the rule the
+        refactoring encodes); validation persons' official image-pixel rule is checked against the official
+        code by the PCKh tests instead."""
+        out, t = super().random_batch(n, generator)
+        y = torch.zeros(*t.shape[:2], NUM_CHANNELS, dtype=torch.float64)
+        y[..., :t.shape[-1]] = t
+        y[..., SIDE], y[..., PERSON] = float(self.p["input_size"]), -1.0
+        return out, y
+
     # -- metric ----------------------------------------------------------------------
     def to_image(self, predictions: Tensor, targets: Tensor) -> Tensor:
         """Heatmap-pixel predictions -> 1-based image pixels (the frame of mpii_gt_val.mat)."""

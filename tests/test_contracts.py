@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from surrogate_bench import get_method, get_task, list_methods, list_tasks
+from surrogate_bench import check_refactoring, get_method, get_task, list_methods, list_tasks
+from surrogate_bench.plugins.contracts import Profile
 from surrogate_bench.plugins.errors import DataUnavailable
 from surrogate_bench.running.runner import RunSpec, load_task_data, run_one
 from surrogate_bench.running.store import read_record
@@ -17,12 +18,29 @@ PAIRS = [(t, m) for t in list_tasks() for m in list_methods()]
 
 @pytest.mark.parametrize("task_name", list_tasks())
 def test_task_contract(task_name: str) -> None:
+    """Required: a metric name, a ``smoke`` profile (quick and paper are optional), a model with weights."""
     task = get_task(task_name)
-    assert task.metric_name and set(task.profiles) >= {"smoke", "quick"}
-    if task_name != "synth-pose-pckh":  # the synthetic task reproduces no paper: no `paper` profile
-        assert "paper" in task.profiles
+    assert task.metric_name and "smoke" in task.profiles, f"{task_name}: a task must declare a 'smoke' profile"
+    for name, profile in task.profiles.items():
+        assert isinstance(profile, Profile) and profile.epochs >= 1 and profile.batch_size >= 1, name
+    assert task.output_kind and task.metric_range[0] < task.metric_range[1]
     model = task.build_model()
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("task_name", [t for t in list_tasks() if get_task(t).refactoring() is not None])
+def test_refactoring_reproduces_the_metric(task_name: str) -> None:
+    """g of the sign configuration equals the exact metric on random batches (any task, third-party included)."""
+    report = check_refactoring(get_task(task_name))
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("task_name", list_tasks())
+def test_tuned_method_defaults_are_known_parameters(task_name: str) -> None:
+    """A task's tuned settings name installed methods and parameters those methods declare."""
+    for method_name, params in get_task(task_name).method_defaults.items():
+        if method_name in list_methods():
+            get_method(method_name, **params)
 
 
 @pytest.mark.parametrize("task_name,method_name", PAIRS)

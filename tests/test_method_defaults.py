@@ -35,3 +35,27 @@ def test_labels_are_relative_to_the_task_defaults() -> None:
     assert method_label("uniloss", tuned, "mnist-ap") == "uniloss[gain=10.0,temperature=2.0]"
     line = tuned_settings(["cifar10-acc", "mnist-ap"])
     assert "`cifar10-acc` runs `uniloss` with gain=10.0, temperature=2.0" in line and "mnist-ap" not in line
+
+
+def test_a_subclass_that_changes_the_metric_does_not_inherit_tuned_defaults() -> None:
+    """CIFAR's UniLoss settings were tuned for top-1 accuracy: a top-2 subclass starts from the method's own."""
+    from surrogate_bench.plugins.registry import registry
+
+    Cifar10 = registry().get_class("task", "cifar10-acc")
+
+    class Top2(Cifar10):
+        name = ""  # not registered
+
+        def score(self, predictions, targets):  # another metric
+            return 0.0
+
+    class Deeper(Cifar10):  # same metric: keeps the tuned settings
+        name = ""
+        params = {**Cifar10.params, "depth": 56}
+
+    class Explicit(Top2):  # opting back in is one line
+        method_defaults = Cifar10.method_defaults
+
+    assert Cifar10.method_defaults["uniloss"]["gain"] == 10.0
+    assert Top2.method_defaults == {} and Deeper.method_defaults == Cifar10.method_defaults
+    assert Explicit.method_defaults == Cifar10.method_defaults

@@ -54,13 +54,13 @@ def test_pool_shared_and_reused_then_plotted(run_options) -> None:
     assert a["pool"]["metric_min"] < 0.2 and a["pool"]["metric_max"] > 0.8  # randomised targets spread the metric
     assert run_probe("mnist-ap", "ce", "smoke", run_options).get("reused")
 
-    out = write(run_options.results_dir, run_options.results_dir / "LEADERBOARD.md")
+    out = write(run_options.results_dir, run_options.results_dir / "LEADERBOARD.md", include_plumbing=True)
     md = out.read_text()
     assert "#### Spearman probe (`smoke`)" in md and "plots/smoke-mnist-ap-probe.png" in md
     assert "per-state AP on the clean val split" in md and a["pool_sha256"][:12] in md
     png = run_options.results_dir / "plots" / "smoke-mnist-ap-probe.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert write(run_options.results_dir, out).read_text() == md  # regenerating gives the same file
+    assert write(run_options.results_dir, out, include_plumbing=True).read_text() == md  # regenerating gives the same file
 
 
 def test_corrupt_pool_is_rebuilt(run_options) -> None:

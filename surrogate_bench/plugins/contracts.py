@@ -160,8 +160,11 @@ class Configurable:
         kind = "task" if isinstance(self, Task) else "method"
         unknown = sorted(set(params) - set(self.params))
         if unknown:
+            from .suggest import did_you_mean
+
             known = ", ".join(sorted(self.params)) or "none"
-            raise SuiteError(f"unknown parameter {unknown[0]!r} for {kind} {self.name!r} (known: {known})")
+            raise SuiteError(f"unknown parameter {unknown[0]!r} for {kind} {self.name!r}"
+                             f"{did_you_mean(unknown[0], self.params)} (known: {known})")
         values = dict(self.params)
         for key, value in params.items():
             values[key] = coerce(value, self.params[key], f"{kind} {self.name!r} parameter {key!r}")
@@ -238,10 +241,22 @@ class Task(Configurable):
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # Where each tuned default comes from: the ``tune`` command and its record (validation-selected only).
     method_defaults_source: ClassVar[Mapping[str, str]] = {}
+    # What defines the metric: a subclass that overrides any of these without declaring its own
+    # ``method_defaults`` does not inherit its parent's (they were tuned for the parent's metric).
+    METRIC_DEFINING: ClassVar[tuple[str, ...]] = ("metric_name", "score", "metric", "decode", "refactoring")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "method_defaults" not in own and any(k in own for k in cls.METRIC_DEFINING):
+            cls.method_defaults = {}
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
-            raise SuiteError(f"task {self.name!r} has no profile {name!r} (has: {', '.join(self.profiles)})")
+            from .suggest import did_you_mean
+
+            raise SuiteError(f"task {self.name!r} has no profile {name!r}{did_you_mean(name, self.profiles)} "
+                             f"(has: {', '.join(self.profiles)})")
         return self.profiles[name]
 
     def load(self, data_root: Path, *, download: bool = False) -> TaskData:
@@ -285,6 +300,16 @@ class Task(Configurable):
     def refactoring(self) -> Any:
         """The UniLoss refactoring (comparisons, ground-truth binaries, g), or None if not refactorable."""
         return None
+
+    def random_batch(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Random raw ``(outputs, targets)`` of ``n`` samples in float64, for contract checks
+        (:func:`surrogate_bench.check_refactoring`). Logits tasks get N(0, 1) logits and uniform class
+        indices; a task with another output kind (or other targets) overrides this."""
+        if self.output_kind != "logits" or self.num_classes < 2:
+            raise SuiteError(f"task {self.name!r}: define random_batch(n, generator) -> (outputs, targets) "
+                             f"(the default covers output_kind 'logits' with num_classes >= 2)")
+        outputs = torch.randn(n, self.num_classes, generator=generator, dtype=torch.float64)
+        return outputs, torch.randint(0, self.num_classes, (n,), generator=generator)
 
 
 @dataclass

@@ -110,8 +110,10 @@ class Registry:
         try:
             return self.classes[kind][name]
         except KeyError:
+            from .suggest import did_you_mean
+
             known = ", ".join(self.names(kind)) or "none"
-            raise SuiteError(f"unknown {kind} {name!r} (known: {known})") from None
+            raise SuiteError(f"unknown {kind} {name!r}{did_you_mean(name, self.names(kind))} (known: {known})") from None
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
         """An instance; a plugin whose constructor fails other than with a SuiteError is one SuiteError line."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..plugins.contracts import SEED_MAX
 from ..plugins.errors import SuiteError
 from ..plugins.registry import registry
+from ..plugins.suggest import did_you_mean
 from .runner import RunSpec
 
 
@@ -24,7 +26,8 @@ def select(kind: str, value: str | None, use_all: bool) -> list[str]:
     for item in split_names(value):
         matches = reg.names(kind, item) if any(c in item for c in "*?[") else [reg.get_class(kind, item).name]
         if not matches:
-            raise SuiteError(f"no {kind} matches {item!r} (known: {', '.join(reg.names(kind))})")
+            hint = did_you_mean(item.strip("*?[]"), reg.names(kind))
+            raise SuiteError(f"no {kind} matches {item!r}{hint} (known: {', '.join(reg.names(kind))})")
         names += [m for m in matches if m not in names]
     if not names:
         raise SuiteError(f"no {kind} selected: pass --{kind} NAME[,NAME...] or --all")
@@ -41,7 +44,9 @@ def parse_params(items: Iterable[str], kind: str, names: list[str]) -> dict[str,
         k, v = item.split("=", 1)
         target = [n for n in names if k in reg.get_class(kind, n).params]
         if not target:
-            raise SuiteError(f"unknown {kind} parameter {k!r}: no selected {kind} declares it")
+            declared = {p for n in names for p in reg.get_class(kind, n).params}
+            raise SuiteError(f"unknown {kind} parameter {k!r}{did_you_mean(k, declared)}: no selected {kind} "
+                             f"declares it (they declare: {', '.join(sorted(declared)) or 'none'})")
         for n in target:
             out[n][k] = v
     return out
@@ -61,7 +66,19 @@ def parse_seeds(value: str) -> list[int]:
 
 def build_specs(tasks: list[str], methods: list[str], profile: str, seeds: list[int],
                 task_params: dict[str, dict[str, Any]], method_params: dict[str, dict[str, Any]]) -> list[RunSpec]:
-    """Every task x method x seed; validates names, parameters and the profile up front."""
+    """Every task x method x seed; validates names, parameters and the profile up front.
+
+    Only ``smoke`` is a required profile: a task that does not declare ``profile`` is left out of the grid
+    with a note on stderr; when no selected task declares it, that is an error (with a suggestion)."""
+    have = [t for t in tasks if profile in registry().get_class("task", t).profiles]
+    if not have:
+        get_task = registry().create
+        get_task("task", tasks[0], **task_params.get(tasks[0], {})).profile(profile)  # raises, with suggestions
+    for t in tasks:
+        if t not in have:
+            declared = ", ".join(registry().get_class("task", t).profiles)
+            print(f"note: task {t} declares no profile {profile!r} (has: {declared}); left out", file=sys.stderr)
+    tasks = have
     specs = []
     for t in tasks:
         for m in methods:

@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..plugins.contracts import Method, PrepareContext, Profile, Split, Task, TaskData
 from .environment import environment, seed_everything
+from .progress import StepBar
 from ..plugins.errors import DataCorrupt, NonFiniteLoss, SuiteError
 from ..plugins.registry import get_task, method_for
 from .provenance import code_fingerprint, data_fingerprint, provenance
@@ -439,9 +439,10 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     bs = min(profile.batch_size, n)
     steps = n // bs
     sign = 1.0 if task.higher_is_better else -1.0
-    bar = tqdm(range(start_epoch, profile.epochs), initial=start_epoch, total=profile.epochs,
-               desc=f"{spec.task}/{spec.method}/s{spec.seed}", disable=not opts.progress, leave=False)
-    for epoch in bar:
+    bar = StepBar(profile.epochs * steps, start_epoch * steps + (int(mid["step"]) if mid else 0),
+                  f"{spec.task}/{spec.method}/s{spec.seed}", opts.progress)
+    bar.epoch = f"epoch {start_epoch + 1}/{profile.epochs} "
+    for epoch in range(start_epoch, profile.epochs):
         model.train()
         losses = torch.empty(steps, device=device)
         if device.type == "cuda":
@@ -456,6 +457,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         for step in range(first, steps):
             idx = perm[step * bs:(step + 1) * bs]
             losses[step] = stepper(data.train.x[idx], data.train.y[idx])
+            bar.step(losses, step)
             if opts.deadline is not None and time.time() >= opts.deadline and step + 1 < steps:
                 snapshot(epoch, train_time + time.perf_counter() - t0,
                          {"step": step + 1, "perm": perm.cpu(), "losses": losses[:step + 1].cpu()})
@@ -478,7 +480,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
         val = evaluate(task, model, data.val, device, profile, stepper.predict_batch) if len(data.val) else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": float(losses.mean()), "val_metric": val,
                         "lr": optimizer.param_groups[0]["lr"], "train_time_s": round(train_time, 3)})
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
+        bar.epoch_done(epoch + 1, profile.epochs, history[-1]["train_loss"], val)
         snapshot(epoch + 1, train_time)
         if opts.stop_after_epochs is not None and epoch + 1 >= opts.stop_after_epochs:
             raise _SimulatedCrash(f"stopped after epoch {epoch + 1}")

@@ -107,6 +107,19 @@ class PoseTask(Task):
 
         return PCKhRefactoring(radius_factor=self.threshold)
 
+    def random_batch(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Random N(0, 1) heatmaps and targets: joints anywhere on the map, ~80% visible (the first always),
+        head sizes 1.5-7.5 heatmap pixels (a PCKh radius small enough for the refactoring to be exact)."""
+        j, (h, w) = self.num_joints, self.heatmap_size
+        out = torch.randn(n, j, h, w, generator=generator, dtype=torch.float64)
+        t = torch.zeros(n, j, 4, dtype=torch.float64)
+        t[..., X] = torch.rand(n, j, generator=generator, dtype=torch.float64) * (w - 1)
+        t[..., Y] = torch.rand(n, j, generator=generator, dtype=torch.float64) * (h - 1)
+        t[..., VIS] = (torch.rand(n, j, generator=generator) < 0.8).double()
+        t[0, 0, VIS] = 1.0
+        t[..., HEAD] = 1.5 + 6.0 * torch.rand(n, j, generator=generator, dtype=torch.float64)
+        return out, t
+
     def batch_metric(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """B x n x J x H x W outputs and B x n x J x C targets -> B PCKh values, in one pass."""
         b, n = outputs.shape[:2]
