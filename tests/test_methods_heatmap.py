@@ -72,7 +72,7 @@ def awing_scalar(y: float, yhat: torch.Tensor, alpha=2.1, omega=14.0, eps=1.0, t
 
 def test_awing_matches_paper_formula() -> None:
     """AWing per pixel (paper formula), weighted 1 + W on the 3x3-dilated target >= 0.2, mean over visible maps."""
-    task = get_task("synth-pose-pckh", heatmap_size=8, input_size=32)
+    task = get_task("synth-pose-pckh", heatmap_size=8, input_size=32, depth=3)
     outputs, targets = batch(task, n=2, invisible=((1, 0),))
     with torch.no_grad():
         outputs[0, 0, 2, 2] = 1.4  # some pixels beyond theta

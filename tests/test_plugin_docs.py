@@ -97,13 +97,13 @@ def test_outside_package_found_through_entry_points_and_checked(outside_package:
     from surrogate_bench.plugins.registry import registry
 
     assert registry().get_class("task", "synth-top2").source.startswith("entry point synth-top2")
-    assert registry().get_class("method", "hinge").source.startswith("entry point hinge")
+    assert registry().get_class("method", "cs-hinge").source.startswith("entry point cs-hinge")
     runpy.run_path(str(outside_package / "check.py"), run_name="__main__")
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "refactoring of synth-top2: ok" in out
     assert re.search(r"synth-top2 .*\n.*top-2 accuracy.*\n.*seed=0, spread=2.0\n.*smoke \(plumbing only\), quick\n", out)
-    assert re.search(r"hinge .*\n\s+params:\s+margin=1.0\n\s+supports: .*synth-top2", out)
+    assert re.search(r"cs-hinge .*\n\s+params:\s+margin=1.0\n\s+supports: .*synth-top2", out)
 
 
 @pytest.mark.slow
@@ -115,7 +115,7 @@ def test_outside_package_via_entry_points_follows_the_page(outside_package: Path
     from surrogate_bench.plugins.registry import registry
 
     assert registry().get_class("task", "synth-top2").source.startswith("entry point synth-top2")
-    assert registry().get_class("method", "hinge").source.startswith("entry point hinge")
+    assert registry().get_class("method", "cs-hinge").source.startswith("entry point cs-hinge")
     assert check_refactoring(get_task("synth-top2")).ok
     for cmd in commands():
         if cmd[:3] == ["python", "-m", "surrogate_bench"]:
@@ -125,7 +125,7 @@ def test_outside_package_via_entry_points_follows_the_page(outside_package: Path
     out = capsys.readouterr().out
     assert "refactoring of synth-top2: ok" in out
     assert "synth-top2" in out and "margin=1.0" in out and "smoke (plumbing only), quick" in out
-    assert re.search(r"synth-top2\s+hinge\s+smoke\s+seed 0: top-2 accuracy 0\.\d{4}", out)
+    assert re.search(r"synth-top2\s+cs-hinge\s+smoke\s+seed 0: top-2 accuracy 0\.\d{4}", out)
     assert re.search(r"synth-top2\s+uniloss\s+smoke\s+seed 0: top-2 accuracy 0\.\d{4}", out)
 
 

@@ -119,22 +119,22 @@ def test_probe_section_renders_old_and_new_records(tmp_path) -> None:
     from surrogate_bench.reporting.leaderboard import render
     from surrogate_bench.running.store import write_record
 
-    base = {"kind": "probe", "status": "ok", "task": "mnist-ap", "profile": "quick", "metric_name": "AP",
+    base = {"kind": "probe", "status": "ok", "task": "mnist-ap", "profile": "quick", "metric_name": "AP", "environment": {},
             "method_params": {}, "points": [[0.1, 0.9], [0.2, 0.5]], "kendall": -0.5, "n_batches": 2}
-    write_record(tmp_path / "probes/quick/mnist-ap/ce-old.json",
-                 {**base, "key": "a", "method": "ce", "spearman": -0.6, "spearman_ci_low": -0.7,
+    write_record(tmp_path / "probes/quick/mnist-ap/ce-aaaaaaaaaa.json",
+                 {**base, "key": "a" * 20, "method": "ce", "spearman": -0.6, "spearman_ci_low": -0.7,
                   "spearman_ci_high": -0.5, "pool_sha256": "1" * 64})
     old_only = render(tmp_path)
     assert "earlier construction" in old_only and "| -0.600 [-0.700, -0.500] | —" in old_only
     pool = {"construction": 2, "baseline": "ce", "states": 2, "state_step": [5, 10], "total_steps": 10,
             "state_metric": [0.61, 0.93], "batches_per_state": [1, 1], "batch_size": 128, "split": "val",
             "metric_min": 0.1, "metric_max": 0.95}
-    write_record(tmp_path / "probes/quick/mnist-ap/ce-new.json",
-                 {**base, "key": "b", "method": "ce", "spearman": -0.4, "spearman_ci_low": -0.6,
+    write_record(tmp_path / "probes/quick/mnist-ap/ce-bbbbbbbbbb.json",
+                 {**base, "key": "b" * 20, "method": "ce", "spearman": -0.4, "spearman_ci_low": -0.6,
                   "spearman_ci_high": -0.2, "spearman_within": -0.3, "baseline": "ce", "pool": pool,
                   "pool_sha256": "2" * 64, "points": [[0.1, 0.9, 0], [0.2, 0.5, 1]]})
-    write_record(tmp_path / "descent/quick/mnist-ap/ce-d.json",
-                 {**base, "kind": "descent", "key": "c", "method": "ce", "baseline": "ce", "improvement": 0.012,
+    write_record(tmp_path / "descent/quick/mnist-ap/ce-cccccccccc.json",
+                 {**base, "kind": "descent", "key": "c" * 20, "method": "ce", "baseline": "ce", "improvement": 0.012,
                   "improvement_ci_low": 0.004, "improvement_ci_high": 0.02, "fd_cosine": 0.1, "n_states": 2})
     md = render(tmp_path)
     assert "earlier construction" not in md and "-0.700" not in md and "| -0.300 " in md

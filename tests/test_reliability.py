@@ -97,7 +97,7 @@ def test_damaged_or_foreign_record_is_not_reused(damage, capsys, tmp_path) -> No
 
 
 def test_undefined_test_metric_is_a_failed_run_and_the_rerun_prints_one_line(capsys, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: float("nan"))  # e.g. a test split without positives
+    monkeypatch.setattr(runner, "score", lambda *a, **k: float("nan"))  # e.g. a test split without positives
     results = tmp_path / "results"
     for _ in range(2):
         code, out, err = run_cli(capsys, *tiny(results))
@@ -250,7 +250,7 @@ def test_leaderboard_skips_malformed_foreign_wrong_typed_and_duplicate_records(c
     for name in [*bad, "typed.json", "env.json", "copy-of-s1.json", "ce-s4-eeeeeeeeee.json"]:
         assert f"warning: skipping {runs / name}" in err, (name, err)
     md = (tmp_path / "LEADERBOARD.md").read_text()
-    assert "0.6000 ± 0.1414 (n=2)" in md, md  # seeds 0 and 1, the duplicate counted once
+    assert "0.6000 ± 1.2706 (n=2)" in md, md  # 95% t interval: 0.1414 / sqrt(2) x t(0.975, 1)  # seeds 0 and 1, the duplicate counted once
     assert len(list(iter_records(tmp_path, "run", warn=None))) == 2
 
 

@@ -181,9 +181,14 @@ def predict(task: Task, model: nn.Module, split: Split, device: torch.device, pr
     return torch.cat(preds)
 
 
+def score(task: Task, predictions: Tensor, targets: Tensor) -> float:
+    """The task's exact metric of decoded predictions (NaN where undefined, e.g. no positive)."""
+    return float(task.score(predictions, targets))
+
+
 def evaluate(task: Task, model: nn.Module, split: Split, device: torch.device, profile: Profile,
              batch_fn: Callable[[Tensor], Tensor] | None = None) -> float:
-    return float(task.score(predict(task, model, split, device, profile, batch_fn), split.y))
+    return score(task, predict(task, model, split, device, profile, batch_fn), split.y)
 
 
 # ------------------------------------------------------------------------------------------
@@ -492,7 +497,7 @@ def _train(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOptions
     test, test_ci = None, None
     if spec.evaluate_test:
         test_preds = predict(task, model, data.test, device, profile, stepper.predict_batch)
-        test = float(task.score(test_preds, data.test.y))
+        test = score(task, test_preds, data.test.y)
         test_ci = bootstrap_interval(task.score, test_preds, data.test.y)  # test-set sampling error of this run
         if not math.isfinite(test):
             raise UndefinedMetric(f"the test {task.metric_name} is undefined ({test}) on {len(data.test)} test "

@@ -19,7 +19,7 @@ from filelock import FileLock
 
 from ..plugins.errors import DataUnavailable, SuiteError
 
-RECORD_KINDS = ("run", "probe", "tune")
+RECORD_KINDS = ("run", "probe", "tune", "descent")
 STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
 SEED_MAX = 2**63 - 1  # as plugins.contracts.SEED_MAX (not imported: reading records needs no torch)
@@ -80,6 +80,8 @@ _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
               "n_batches": ((int,), False, True), "points": ((list,), False, False)},
     "tune": {"seeds": ((list,), False, False), "trials": ((list,), False, True), "points": ((list,), False, False),
              "choice": ((dict,), False, False), "choice_val_metric": (_NUMBER, False, False)},
+    "descent": {"improvement": (_NUMBER, False, True), "improvement_ci_low": (_NUMBER, False, False),
+                "improvement_ci_high": (_NUMBER, False, False)},
 }
 
 
@@ -124,8 +126,8 @@ def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[st
     if rec["kind"] == "probe" and ok and rec.get("points") == []:
         return "field 'points' is empty"
     for i, item in enumerate(rec.get("points") or [] if rec["kind"] == "probe" else []):  # scatter plots
-        if not (isinstance(item, list) and len(item) == 2 and all(map(_number_or_none, item))):
-            return f"points entry {i} is not a [loss, metric] pair of numbers"
+        if not (isinstance(item, list) and len(item) in (2, 3) and all(map(_number_or_none, item))):
+            return f"points entry {i} is not [loss, metric] or [loss, metric, state] numbers"
     if expected_key is not None and rec["key"] != expected_key:
         return f"its key {rec['key']!r} is not this run's key {expected_key!r} (another run's record?)"
     for name, value in (expect or {}).items():
@@ -257,7 +259,7 @@ def check_writable(results_dir: Path) -> None:
         raise SuiteError(f"results directory {results_dir} is not writable: {exc.strerror or exc}") from None
 
 
-RECORD_FOLDERS = {"run": ("runs", "tuning"), "probe": ("probes",), "tune": ("tuning",)}  # tuning/: trials too
+RECORD_FOLDERS = {"run": ("runs", "tuning"), "probe": ("probes",), "tune": ("tuning",), "descent": ("descent",)}  # tuning/: trials too
 _NAME_KEY = re.compile(r"-([0-9a-f]{10})$")  # record file names end with the first 10 hex digits of the key
 
 
