@@ -16,6 +16,8 @@ class Cifar100Accuracy(CifarAccuracyTask):
     std = (0.2673, 0.2564, 0.2762)
     data_hint = hint(CIFAR100, "<data-root>")
     # as the paper's CIFAR-100 run: UniLoss trains on the target plus its top-20 rival classes per step
-    method_defaults = {"uniloss": {**CifarAccuracyTask.method_defaults["uniloss"], "top_k": 20}}
+    method_defaults = {"uniloss": {**CifarAccuracyTask.method_defaults["uniloss"], "top_k": 20},
+                       "ce": dict(CifarAccuracyTask.method_defaults["ce"])}
     method_defaults_source = {"uniloss": "gain and temperature from cifar10-acc's validation tune ("
-                                         + CifarAccuracyTask.method_defaults_source["uniloss"] + "); top_k=20 as the paper"}
+                                         + CifarAccuracyTask.method_defaults_source["uniloss"] + "); top_k=20 as the paper",
+                              "ce": "from cifar10-acc's validation tune (" + CifarAccuracyTask.method_defaults_source["ce"] + ")"}
