@@ -156,7 +156,10 @@ def test_leaderboard_and_bench_outputs_that_cannot_be_written(capsys, tmp_path) 
 
 # -- 3. parameters: every one declares its domain; outside it is exit 2 before any data is read -----------------
 def _builtin(kind: str) -> list[str]:
-    return [n for n in registry().names(kind) if "tests/plugins" not in registry().get_class(kind, n).source]
+    from surrogate_bench.paths import builtin_plugin_root
+
+    root = str(builtin_plugin_root())  # the built-in tasks/ and methods/ (not test or ad-hoc plugins)
+    return [n for n in registry().names(kind) if registry().get_class(kind, n).source.startswith(root)]
 
 
 @pytest.mark.parametrize("kind", ["task", "method"])
