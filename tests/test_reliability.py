@@ -158,8 +158,8 @@ def test_leaderboard_and_bench_outputs_that_cannot_be_written(capsys, tmp_path) 
 def _builtin(kind: str) -> list[str]:
     from surrogate_bench.paths import builtin_plugin_root
 
-    root = str(builtin_plugin_root())  # the built-in tasks/ and methods/ (not test or ad-hoc plugins)
-    return [n for n in registry().names(kind) if registry().get_class(kind, n).source.startswith(root)]
+    dirs = tuple(str(builtin_plugin_root() / d) + "/" for d in ("tasks", "methods"))  # not test / ad-hoc plugins
+    return [n for n in registry().names(kind) if registry().get_class(kind, n).source.startswith(dirs)]
 
 
 @pytest.mark.parametrize("kind", ["task", "method"])
