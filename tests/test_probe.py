@@ -77,9 +77,41 @@ def test_malformed_pool_is_rebuilt(run_options) -> None:
 
     from surrogate_bench.plugins.registry import get_task
     from surrogate_bench.probes.pool import pool_path
+    from surrogate_bench.probes.setup import safe_data_fingerprint
 
-    path = pool_path(run_options.results_dir, get_task("mnist-ap"), "smoke")
+    task = get_task("mnist-ap")
+    path = pool_path(run_options.results_dir, task, "smoke", safe_data_fingerprint(task, run_options.data_root))
     path.parent.mkdir(parents=True)
     torch.save({"outputs": torch.zeros(3, 4, 2), "targets": torch.zeros(3, 4), "metric": torch.zeros(3)}, path)
     rec = run_probe("mnist-ap", "ce", "smoke", run_options)
     assert rec["status"] == "ok" and rec["pool"]["states"] >= 2 and "weights" in torch.load(path, weights_only=True)
+
+
+def test_probe_keys_follow_code_and_data_fingerprints(run_options, monkeypatch) -> None:
+    """A probe record is keyed like a run (code + data fingerprints) plus the probe package's sources, and
+    stores the same provenance block: changing any of them gives a new key, never a reuse."""
+    from surrogate_bench.plugins.registry import get_task, method_for
+    from surrogate_bench.probes import setup
+    from surrogate_bench.running.provenance import code_fingerprint
+
+    task = get_task("mnist-ap")
+    method = method_for(task, "ce")
+    from surrogate_bench.probes.probe import PROBE_VERSION
+
+    ident = setup.probe_identity("probe", task, method, "smoke", {"probe_version": PROBE_VERSION}, run_options.data_root)
+    assert ident.provenance["code_fingerprint"] == code_fingerprint(task, method)
+    assert ident.provenance["data_fingerprint"] == ident.data_fingerprint not in ("unavailable", "undeclared")
+    assert ident.provenance["probe_code_fingerprint"] == setup.probe_code_fingerprint()
+    settings = {"probe_version": PROBE_VERSION}
+    assert setup.probe_identity("descent", task, method, "smoke", settings, run_options.data_root).key != ident.key
+    missing = setup.probe_identity("probe", task, method, "smoke", settings, run_options.data_root / "nowhere")
+    assert missing.data_fingerprint == "unavailable" and missing.key != ident.key
+    monkeypatch.setattr(setup, "probe_code_fingerprint", lambda: "edited")
+    assert setup.probe_identity("probe", task, method, "smoke", settings, run_options.data_root).key != ident.key
+    monkeypatch.undo()
+    monkeypatch.setattr(setup, "code_fingerprint", lambda t, m: "other-code")
+    assert setup.probe_identity("probe", task, method, "smoke", settings, run_options.data_root).key != ident.key
+    monkeypatch.undo()
+    rec = run_probe("mnist-ap", "ce", "smoke", run_options)
+    assert rec["key"] == ident.key and rec["provenance"]["data_fingerprint"] == ident.data_fingerprint
+    assert rec["provenance"]["git_commit"] is None or len(rec["provenance"]["git_commit"]) == 40

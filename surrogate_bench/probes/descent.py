@@ -1,15 +1,15 @@
 """The descent probe: does a step along a loss's gradient improve the exact metric?
 
 A loss whose *value* tracks the metric (a good Spearman probe) may still have a gradient that does not
-improve it. From every model state of the task's probe pool, each loss takes ``STEPS`` normalised
-gradient steps on the same training batches, and the change of the exact metric is measured on the
-pool's clean held-out batches.
-
-Matched step size: every step has the same parameter-space norm for every loss, ``eps = lr x |g_base|``
-(the profile's learning rate times the norm of the baseline loss's gradient on the state's first step
-batch: the step plain SGD would take with the baseline), so losses differ only in *direction*. Gradients
-are taken in training mode (batch-norm batch statistics) on un-augmented inputs; only parameters move,
-batch-norm running statistics stay the state's. Stochastic losses are seeded per state.
+improve it. From every model state of the task's probe pool, each loss's descent direction is its gradient
+averaged over ``GRAD_BATCHES`` training batches of the profile's batch size (the same batches for every
+loss, un-augmented, training mode: batch-norm batch statistics), i.e. the loss's expected step direction.
+The model then moves along that direction by matched step sizes, ``STEP_SIZES`` x the state's parameter
+norm |theta| (the same lengths for every loss, so losses differ only in *direction*; a size relative to
+|theta| is meaningful for SGD- and Adam-trained models alike, where lr x |grad| is not), and the change of
+the exact metric is measured on the pool's clean held-out samples (the whole held-out set scored as one,
+eval mode, the state's batch-norm statistics). A state's improvement is the mean change over the sizes;
+intervals resample states.
 
 Where cheap, the cosine between each loss's descent direction -grad and a finite-difference estimate of
 the metric's ascent direction is reported, restricted to the model's output layer W (a few hundred
@@ -23,7 +23,6 @@ across losses, not against 1.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -32,17 +31,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
-from ..plugins.contracts import PrepareContext, Task, TaskData
+from ..plugins.contracts import Task, TaskData
 from ..plugins.registry import get_task, method_for
 from ..running.environment import environment
-from ..running.runner import RunOptions, load_task_data
+from ..running.runner import RunOptions
 from ..running.store import recorded
-from .pool import ProbePool, baseline_method, load_or_build_pool, probe_split
+from .pool import ProbePool, baseline_method, probe_split
+from .setup import is_baseline, prepare_probe, probe_identity
 from .stats import cluster_mean
 
-DESCENT_VERSION = 1
-STEPS = 5  # normalised steps per state, each on its own (shared) training batch
+DESCENT_VERSION = 2  # 2: expected (batch-averaged) directions, step sizes relative to |theta|, whole held-out set
+GRAD_BATCHES = 8  # training batches (profile batch size) averaged into each loss's direction
+STEP_SIZES = (0.001, 0.003, 0.01, 0.03)  # step lengths as fractions of the state's parameter norm
 FD_DIRECTIONS = 512  # antithetic random directions of the output-layer finite-difference estimate
 FD_SCALE = 0.1  # perturbation per coordinate, in units of the output layer's RMS weight
 FD_CHUNK = 64  # perturbations evaluated at once
@@ -51,21 +51,22 @@ _BASELINE_CACHE: dict[str, dict[str, Any]] = {}  # one process probing several m
 
 
 def descent_settings() -> dict[str, Any]:
-    return {"version": DESCENT_VERSION, "steps": STEPS, "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE,
-            "step_norm": "profile lr x |grad of the baseline loss| on the state's first step batch"}
+    return {"version": DESCENT_VERSION, "grad_batches": GRAD_BATCHES, "step_sizes": list(STEP_SIZES),
+            "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE,
+            "step_norm": "step_sizes x the state's parameter norm, along the loss's batch-averaged -gradient"}
 
 
 def _params(model: nn.Module) -> list[Tensor]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _held_out_metric(task: Task, model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> Tensor:
-    """Exact metric of each held-out batch (E x n samples -> E values), eval mode."""
+def _held_out_metric(task: Task, model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> float:
+    """Exact metric of the held-out samples (E x n storage batches) scored as one set, eval mode."""
     model.eval()
     with torch.no_grad():
         flat = x.flatten(0, 1)
         out = torch.cat([model(task.inputs(flat[i:i + chunk], train=False)).float() for i in range(0, len(flat), chunk)])
-    return task.batch_metric(out.view(*x.shape[:2], *out.shape[1:]).cpu(), y.cpu()).double()
+    return float(task.batch_metric(out.unsqueeze(0).cpu(), y.flatten(0, 1).unsqueeze(0).cpu()).double()[0])
 
 
 def _grad(task: Task, model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor) -> list[Tensor]:
@@ -78,21 +79,14 @@ def _norm(grads: list[Tensor | None]) -> Tensor:
     return torch.sqrt(sum((g.double().square().sum() for g in grads if g is not None), torch.zeros((), dtype=torch.float64)))
 
 
-def descend(task: Task, model: nn.Module, loss_fn: Callable, step_x: Tensor, step_y: Tensor, eps: float) -> int:
-    """``len(step_x)`` steps of norm ``eps`` along -grad of ``loss_fn`` (in place); returns the steps whose
-    gradient was zero or not finite (those do not move)."""
-    stuck = 0
-    for x, y in zip(step_x, step_y):
-        grads = _grad(task, model, loss_fn, x, y)
-        norm = float(_norm(grads))
-        if not np.isfinite(norm) or norm == 0:
-            stuck += 1
-            continue
-        with torch.no_grad():
-            for p, g in zip(_params(model), grads):
-                if g is not None:
-                    p.sub_(g.to(p.dtype), alpha=eps / norm)
-    return stuck
+def mean_gradient(task: Task, model: nn.Module, loss_fn: Callable, xs: Tensor, ys: Tensor) -> list[Tensor | None]:
+    """The loss's gradient averaged over the batches ``xs``/``ys`` (B x n ...): its expected step direction."""
+    total: list[Tensor | None] = [None] * len(_params(model))
+    for x, y in zip(xs, ys):
+        for i, g in enumerate(_grad(task, model, loss_fn, x, y)):
+            if g is not None:
+                total[i] = g.detach().clone() if total[i] is None else total[i] + g
+    return [None if g is None else g / len(xs) for g in total]
 
 
 def _output_layer(model: nn.Module, x: Tensor) -> tuple[nn.Module, Tensor] | None:
@@ -166,12 +160,12 @@ def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tens
 
 
 def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable, device: torch.device,
-                  lr: float, batch_size: int, seed: int = 0, fd: bool = True) -> dict[str, Any]:
-    """Per state: the exact-metric change on each held-out batch after ``STEPS`` matched steps, the step
-    norm, and the output-layer finite-difference cosine. Signs: positive change = the metric improved."""
+                  batch_size: int, seed: int = 0, fd: bool = True) -> dict[str, Any]:
+    """Per state: the exact-metric change on the held-out set after a step of each matched size along the
+    loss's expected descent direction, and the output-layer finite-difference cosine. Signs: positive change
+    = the metric improved. A zero or non-finite gradient is ``stuck`` (it does not move: change 0)."""
     probe = probe_split(data)
     ex, ey = probe.x[pool.eval_index.to(probe.x.device)], probe.y[pool.eval_index.to(probe.y.device)]
-    base_loss = method_for(task, baseline_method(task)).make_loss(task)
     sign = 1.0 if task.higher_is_better else -1.0
     model = task.build_model().to(device)
     bs = min(batch_size, len(data.train))
@@ -181,38 +175,54 @@ def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable
         model.load_state_dict(weights)
         before = _held_out_metric(task, model, ex, ey, chunk)
         gen = torch.Generator().manual_seed(seed * 1000 + s)
-        idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(STEPS)]).to(data.train.x.device)
-        sx, sy = data.train.x[idx], data.train.y[idx]
-        eps = lr * float(_norm(_grad(task, model, base_loss, sx[0], sy[0])))
+        idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(GRAD_BATCHES)])
+        idx = idx.to(data.train.x.device)
         torch.manual_seed(seed * 1000 + s)  # a stochastic loss (random anchors) draws the same numbers for every run
-        stuck = descend(task, model, loss_fn, sx, sy, eps)
-        for name, buf in model.named_buffers():  # batch-norm running statistics: back to the state's
-            buf.copy_(weights[name])
-        after = _held_out_metric(task, model, ex, ey, chunk)
-        model.load_state_dict(weights)
+        grads = mean_gradient(task, model, loss_fn, data.train.x[idx], data.train.y[idx])
+        norm = float(_norm(grads))
+        theta = float(_norm([p.detach() for p in _params(model)]))
+        stuck = not (np.isfinite(norm) and norm > 0)
+        changes = []
+        for size in STEP_SIZES:
+            if stuck:
+                changes.append(0.0)
+                continue
+            with torch.no_grad():
+                for p, g in zip(_params(model), grads):
+                    if g is not None:
+                        p.sub_(g.to(p.dtype), alpha=size * theta / norm)
+            changes.append(sign * (_held_out_metric(task, model, ex, ey, chunk) - before))
+            model.load_state_dict(weights)
         cos = fd_cosine(task, model, {"loss": loss_fn}, ex, ey, seed * 1000 + s)["loss"] if fd else float("nan")
-        rows.append({"state": s, "step_norm": eps, "stuck_steps": stuck, "fd_cosine": cos,
-                     "before": before.tolist(), "change": (sign * (after - before)).tolist()})
+        rows.append({"state": s, "theta_norm": theta, "grad_norm": norm, "stuck": stuck, "fd_cosine": cos,
+                     "before": before, "step_norms": [size * theta for size in STEP_SIZES], "change": changes})
     return {"states": rows}
 
 
 def summarise(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Mean metric change per batch with a state-bootstrap interval, the paired difference to the baseline,
-    the mean output-layer cosine."""
-    change = np.concatenate([np.asarray(r["change"], float) for r in rows])
-    clusters = np.concatenate([np.full(len(r["change"]), r["state"]) for r in rows])
-    base = np.concatenate([np.asarray(r["change"], float) for r in base_rows]) if base_rows else None
-    st = cluster_mean(change, clusters, baseline=base)
+    """Mean improvement over states and step sizes with a state-bootstrap interval, the paired difference to
+    the baseline, the same per step size, and the mean output-layer cosine."""
+    states = np.asarray([r["state"] for r in rows])
+    change = np.asarray([r["change"] for r in rows], float)  # S x sizes
+    base = np.asarray([r["change"] for r in base_rows], float) if base_rows else None
+    st = cluster_mean(change.mean(1), states, baseline=None if base is None else base.mean(1))
     cos = np.asarray([r["fd_cosine"] for r in rows], float)
     cos_stats = cluster_mean(cos, np.arange(len(cos))) if np.isfinite(cos).any() else None
     out = {"improvement": st["mean"], "improvement_ci_low": st["ci_low"], "improvement_ci_high": st["ci_high"],
-           "n_states": st["n_states"], "n_batches": st["n_batches"],
+           "n_states": st["n_states"],
            "fd_cosine": cos_stats["mean"] if cos_stats else float("nan"),
            "fd_cosine_ci_low": cos_stats["ci_low"] if cos_stats else float("nan"),
            "fd_cosine_ci_high": cos_stats["ci_high"] if cos_stats else float("nan")}
     if base is not None:
         out.update(delta_improvement=st["delta"], delta_improvement_ci_low=st["delta_ci_low"],
                    delta_improvement_ci_high=st["delta_ci_high"])
+    by_size = []
+    for j, size in enumerate(STEP_SIZES):
+        sj = cluster_mean(change[:, j], states, baseline=None if base is None else base[:, j])
+        by_size.append({"size": size, "improvement": sj["mean"], "ci_low": sj["ci_low"], "ci_high": sj["ci_high"],
+                        **({"delta": sj["delta"], "delta_ci_low": sj["delta_ci_low"], "delta_ci_high": sj["delta_ci_high"]}
+                           if base is not None else {})})
+    out["by_step_size"] = by_size
     return out
 
 
@@ -220,51 +230,41 @@ def descent_path(results_dir: Path, task: str, method: str, profile: str, key: s
     return Path(results_dir) / "descent" / profile / task / f"{method}-{key[:10]}.json"
 
 
-def descent_key(task: Task, method, profile: str) -> str:
-    blob = json.dumps({"task": task.config(), "method": method.config(), "profile": profile,
-                       "descent": descent_settings(), "version": __version__}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
 def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions,
                 task_params: dict | None = None, method_params: dict | None = None) -> dict[str, Any]:
     """Descent-probe one (task, method) from the states of the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
     method = method_for(task, method_name, **(method_params or {}))
-    key = descent_key(task, method, profile)
-    path = descent_path(opts.results_dir, task_name, method_name, profile, key)
+    ident = probe_identity("descent", task, method, profile, descent_settings(), opts.data_root)
+    path = descent_path(opts.results_dir, task_name, method_name, profile, ident.key)
 
     def base() -> dict[str, Any]:
-        return {"kind": "descent", "key": key, "task": task_name, "method": method_name, "profile": profile,
+        return {"kind": "descent", "key": ident.key, "task": task_name, "method": method_name, "profile": profile,
                 "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
                 "higher_is_better": task.higher_is_better, "settings": descent_settings(),
-                "environment": environment(opts.device)}
+                "environment": environment(opts.device), "provenance": ident.provenance}
 
     def work() -> dict[str, Any]:
-        prof = task.profile(profile)
-        data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
-        pool = load_or_build_pool(task, data, profile, opts.device, opts.results_dir, opts.log)
-        ctx = PrepareContext(data=data, device=opts.device, profile=prof, profile_name=profile, seed=0,
-                             artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
-        artifact = method.prepare(task, ctx)
+        setup = prepare_probe(task, method, profile, opts, ident.data_fingerprint)
+        pool = setup.pool
 
         def measure(loss_fn: Callable) -> dict[str, Any]:
-            return descent_probe(task, data, pool, loss_fn, opts.device, prof.lr, prof.batch_size)
+            return descent_probe(task, setup.data, pool, loss_fn, opts.device, setup.profile.batch_size)
 
         base_name = baseline_method(task)
         cache_key = json.dumps([pool.digest, task.config(), profile, descent_settings()], sort_keys=True, default=str)
-        if method_name == base_name and method.p == method_for(task, base_name).p:
-            mine = base_res = measure(method.make_loss(task))
-            _BASELINE_CACHE[cache_key] = base_res
+        if is_baseline(task, method, method_name):
+            mine = base_res = _BASELINE_CACHE[cache_key] = measure(method.make_loss(task))
         else:
             if cache_key not in _BASELINE_CACHE:
                 _BASELINE_CACHE[cache_key] = measure(method_for(task, base_name).make_loss(task))
             base_res = _BASELINE_CACHE[cache_key]
             mine = measure(method.make_loss(task))
-        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=artifact, baseline=base_name,
+        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=setup.artifact, baseline=base_name,
                     **summarise(mine["states"], base_res["states"]), states=mine["states"])
 
-    return recorded(path, opts.force, base, method.supports(task), work)
+    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=ident.key, log=opts.log,
+                    expect={"kind": "descent", "task": task_name, "method": method_name, "profile": profile})
 
 
 def descent_line(rec: dict[str, Any]) -> str:
@@ -276,6 +276,9 @@ def descent_line(rec: dict[str, Any]) -> str:
     def f(v: Any) -> str:
         return "nan" if v is None else f"{v:+.4f}"
 
+    sizes = " / ".join(f(b.get("improvement")) for b in rec.get("by_step_size") or [])
     return head + (f"metric change {f(rec['improvement'])} [{f(rec['improvement_ci_low'])}, "
-                   f"{f(rec['improvement_ci_high'])}] vs {rec['baseline']} {f(rec.get('delta_improvement'))}, "
-                   f"output-layer cosine {f(rec['fd_cosine'])} over {rec['n_states']} states")
+                   f"{f(rec['improvement_ci_high'])}] (per step length {sizes}) vs {rec['baseline']} "
+                   f"{f(rec.get('delta_improvement'))} [{f(rec.get('delta_improvement_ci_low'))}, "
+                   f"{f(rec.get('delta_improvement_ci_high'))}], output-layer cosine {f(rec['fd_cosine'])} "
+                   f"over {int(rec['n_states'])} states")

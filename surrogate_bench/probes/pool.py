@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..plugins.contracts import Profile, Task, TaskData
-from ..plugins.registry import get_method
+from ..plugins.registry import method_for
 from ..reloss.collect import randomize_targets
+from ..running.provenance import code_fingerprint, source_digest
 from ..running.runner import autocast, make_optimizer, train_step
 from ..running.store import atomic_write_bytes
 
@@ -79,15 +80,20 @@ def pool_batch_size(task: Task) -> int:
     return 128 if task.output_kind == "logits" else 16
 
 
-def pool_settings(task: Task, profile_name: str) -> dict:
+def pool_settings(task: Task, profile_name: str, data_fp: str = "") -> dict:
+    """What a pool is built from: the construction, the task and profile, and the code and data fingerprints
+    of its baseline run (the training path, the task and baseline plugin files, this file; the data files)."""
+    baseline = method_for(task, baseline_method(task))
     return {"task": task.config(), "profile": profile_name, "profile_settings": task.profile(profile_name).as_dict(),
-            "baseline": baseline_method(task), "states": STATES, "copies": COPIES,
+            "baseline": baseline_method(task), "baseline_params": baseline.p, "states": STATES, "copies": COPIES,
             "max_batches_per_state": MAX_BATCHES_PER_STATE, "descent_batches": DESCENT_BATCHES,
-            "batch": pool_batch_size(task), "construction": POOL_VERSION, "version": __version__}
+            "batch": pool_batch_size(task), "construction": POOL_VERSION, "version": __version__,
+            "code_fingerprint": code_fingerprint(task, baseline), "pool_code": source_digest(Path(__file__).resolve()),
+            "data_fingerprint": data_fp}
 
 
-def pool_path(results_dir: Path, task: Task, profile_name: str) -> Path:
-    blob = json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)
+def pool_path(results_dir: Path, task: Task, profile_name: str, data_fp: str = "") -> Path:
+    blob = json.dumps(pool_settings(task, profile_name, data_fp), sort_keys=True, default=str)
     return Path(results_dir) / "pools" / f"{task.name}-{profile_name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.pt"
 
 
@@ -117,7 +123,7 @@ def train_baseline(task: Task, data: TaskData, profile: Profile, device: torch.d
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     model = task.build_model().to(device)
-    loss_fn = get_method(baseline_method(task)).make_loss(task)
+    loss_fn = method_for(task, baseline_method(task)).make_loss(task)
     opt = make_optimizer(profile, model.parameters())
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(profile.milestones), profile.gamma)
     train = data.train
@@ -137,7 +143,8 @@ def train_baseline(task: Task, data: TaskData, profile: Profile, device: torch.d
     return states
 
 
-def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device, seed: int = 0) -> dict:
+def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device, seed: int = 0,
+               data_fp: str = "") -> dict:
     """Snapshot a baseline run, cut each state's probe-split outputs into partly randomised batches."""
     profile = task.profile(profile_name)
     n = pool_batch_size(task)
@@ -172,7 +179,7 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
         metrics.append(metric[keep])
         fracs.append(frac[keep])
         state_ids.append(torch.full((int(keep.sum()),), s, dtype=torch.long))
-    settings = {**pool_settings(task, profile_name), "split": "val" if len(data.val) else "test",
+    settings = {**pool_settings(task, profile_name, data_fp), "split": "val" if len(data.val) else "test",
                 "total_steps": total, "seed": seed}
     return {"outputs": torch.cat(outs).to(torch.float16 if task.output_kind == "heatmaps" else torch.float32),
             "targets": torch.cat(tgts), "metric": torch.cat(metrics), "state": torch.cat(state_ids),
@@ -196,10 +203,9 @@ def _well_formed(state: Any) -> bool:
 
 
 def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device,
-                       results_dir: Path, log=print) -> ProbePool:
-    """The cached pool for (task, profile), built once; an unreadable or malformed cache file is rebuilt."""
-    path = pool_path(results_dir, task, profile_name)
-    settings = json.dumps(pool_settings(task, profile_name), sort_keys=True, default=str)
+                       results_dir: Path, log=print, data_fp: str = "") -> ProbePool:
+    """The cached pool for (task, profile, code, data), built once; an unreadable or malformed file is rebuilt."""
+    path = pool_path(results_dir, task, profile_name, data_fp)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         state = None
@@ -217,7 +223,7 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
         if state is None:
             log(f"building probe pool for {task.name} ({profile_name}): a {baseline_method(task)} run of the "
                 f"profile, {STATES} states")
-            state = build_pool(task, data, profile_name, device)
+            state = build_pool(task, data, profile_name, device, data_fp=data_fp)
             buf = io.BytesIO()
             torch.save(state, buf)
             atomic_write_bytes(path, buf.getvalue())

@@ -7,34 +7,25 @@ baseline loss on the same batches) are in :mod:`.stats`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import __version__
-from ..plugins.contracts import PrepareContext
-from ..running.environment import environment
-from .pool import baseline_method, load_or_build_pool
-from .stats import N_BOOTSTRAP, kendall, rank_stats, spearman  # noqa: F401  (re-exported: the probe's statistics)
 from ..plugins.registry import get_task, method_for
-from ..running.runner import RunOptions, load_task_data
+from ..running.environment import environment
+from ..running.runner import RunOptions
 from ..running.store import recorded
+from .pool import baseline_method
+from .setup import is_baseline, prepare_probe, probe_identity
+from .stats import N_BOOTSTRAP, kendall, rank_stats, spearman  # noqa: F401  (re-exported: the probe's statistics)
 
 PROBE_VERSION = 2  # 2: pool of states along a whole baseline run, state-bootstrap statistics, paired deltas
 
 
 def probe_path(results_dir: Path, task: str, method: str, profile: str, key: str) -> Path:
     return Path(results_dir) / "probes" / profile / task / f"{method}-{key[:10]}.json"
-
-
-def probe_key(task, method, profile: str) -> str:
-    blob = json.dumps({"task": task.config(), "method": method.config(), "profile": profile,
-                       "probe_version": PROBE_VERSION, "version": __version__}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 @torch.no_grad()
@@ -49,33 +40,29 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
     """Probe one (task, method) on the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
     method = method_for(task, method_name, **(method_params or {}))
-    key = probe_key(task, method, profile)
-    path = probe_path(opts.results_dir, task_name, method_name, profile, key)
+    ident = probe_identity("probe", task, method, profile, {"probe_version": PROBE_VERSION}, opts.data_root)
+    path = probe_path(opts.results_dir, task_name, method_name, profile, ident.key)
 
     def base() -> dict[str, Any]:
-        return {"kind": "probe", "key": key, "task": task_name, "method": method_name, "profile": profile,
+        return {"kind": "probe", "key": ident.key, "task": task_name, "method": method_name, "profile": profile,
                 "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
-                "environment": environment(opts.device)}
+                "environment": environment(opts.device), "provenance": ident.provenance}
 
     def work() -> dict[str, Any]:
-        prof = task.profile(profile)
-        data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
-        pool = load_or_build_pool(task, data, profile, opts.device, opts.results_dir, opts.log)
-        ctx = PrepareContext(data=data, device=opts.device, profile=prof, profile_name=profile, seed=0,
-                             artifacts_dir=Path(opts.results_dir) / "artifacts", log=opts.log)
-        artifact = method.prepare(task, ctx)
+        setup = prepare_probe(task, method, profile, opts, ident.data_fingerprint)
+        pool = setup.pool
         losses = batch_losses(method.make_loss(task), pool.outputs, pool.targets, opts.device)
         base_name = baseline_method(task)
-        if method_name == base_name and method.p == method_for(task, base_name).p:
+        if is_baseline(task, method, method_name):
             base = losses
         else:
             base = batch_losses(method_for(task, base_name).make_loss(task), pool.outputs, pool.targets, opts.device)
         metric, states = pool.metric.numpy(), pool.state.numpy()
-        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=artifact, baseline=base_name,
+        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=setup.artifact, baseline=base_name,
                     bootstrap={"resamples": "model states (clusters), with replacement", "n": N_BOOTSTRAP,
                                "interval": "percentile 95%"},
                     **rank_stats(losses, metric, states, baseline=base),
                     points=[[float(a), float(b), int(c)] for a, b, c in zip(losses, metric, states)])
 
-    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=key, log=opts.log,
+    return recorded(path, opts.force, base, lambda: method.supports(task), work, key=ident.key, log=opts.log,
                     expect={"kind": "probe", "task": task_name, "method": method_name, "profile": profile})

@@ -59,7 +59,7 @@ def descent_bars(descents: pd.DataFrame, task: str, out: Path) -> Path | None:
 
     x = np.arange(len(df))
     fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 2.0 + 1.4 * len(df)), 3.0))
-    for ax, (name, label) in zip(axes, [("improvement", f"{df.iloc[0]['metric_name']} change after the steps"),
+    for ax, (name, label) in zip(axes, [("improvement", f"{df.iloc[0]['metric_name']} change after the step"),
                                         ("fd_cosine", "cos(−∇loss, metric ascent), output layer")]):
         mean, lo, hi = col(name), col(f"{name}_ci_low"), col(f"{name}_ci_high")
         err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
@@ -68,7 +68,7 @@ def descent_bars(descents: pd.DataFrame, task: str, out: Path) -> Path | None:
         ax.set_xticks(x, list(df["method"]), fontsize=7, rotation=20)
         ax.set_ylabel(label, fontsize=7)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{task}: descent probe (matched-norm steps; 95% state-bootstrap intervals)", fontsize=9)
+    fig.suptitle(f"{task}: descent probe (matched-length steps, mean over lengths; 95% state-bootstrap intervals)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, metadata=PNG_META)

@@ -17,9 +17,10 @@ from ..running.store import records_frame
 
 SPEARMAN_LINE = ("**Spearman probe** — does the loss's *value* rank batches like the exact metric? Spearman ρ "
                  "between batch loss and batch metric (papers' sign: −1 = ranks them exactly like the metric).")
-DESCENT_LINE = ("**Descent probe** — does a step along the loss's *gradient* improve the metric? Mean change of the "
-                "exact metric on the pool's clean held-out batches after matched-norm gradient steps from each "
-                "pool state (> 0: improves; the step norm is the same for every loss, so only the direction differs).")
+DESCENT_LINE = ("**Descent probe** — does a step along the loss's *gradient* improve the metric? From each pool "
+                "state, a step along the loss's gradient (averaged over 8 training batches) of matched lengths "
+                "(fractions of the state's parameter norm, the same for every loss, so only the direction "
+                "differs); change of the exact metric on the pool's clean held-out samples (> 0: improves).")
 STATS_LINE = ("ρ overall (all batches), within states (ρ inside each model state, averaged) and between states "
               "(ρ of the state means); Kendall τ overall; [95% intervals] from a bootstrap that resamples model "
               "states (all batches of a drawn state together), 1000 resamples; Δ = method − baseline on the same "
@@ -52,6 +53,12 @@ def _num(v: Any) -> float:
     return f
 
 
+def _count(v: Any) -> str:
+    """A count as an integer ("8", not the "8.0" a float column makes of it); "?" when missing."""
+    f = _num(v)
+    return "?" if math.isnan(f) else str(int(f))
+
+
 def _ci(rec: pd.Series, name: str, digits: int = 3) -> str:
     """``+0.123 [+0.100, +0.150]``, or "—" when the record lacks the statistic."""
     v = _num(rec.get(name))
@@ -71,12 +78,12 @@ def pool_line(task: str, rec: pd.Series, metric_name: str) -> str:
         return (f"- `{task}`: pool of the earlier construction (first epochs of a short baseline run plus weight "
                 f"noise; batch bootstrap); regenerate the probes for the statistics above (pool sha256 `{sha}`).")
     sm = [float(m) for m in pool["state_metric"]]
-    steps = pool.get("state_step") or []
-    per_state = pool.get("batches_per_state") or []
-    return (f"- `{task}`: {pool['states']} states of a `{pool.get('baseline')}` run of the profile at steps "
-            f"{', '.join(str(s) for s in steps)} of {pool.get('total_steps')}; per-state {metric_name} on the clean "
+    steps = [_count(s) for s in pool.get("state_step") or []]
+    per_state = [int(_num(n)) for n in pool.get("batches_per_state") or []]
+    return (f"- `{task}`: {_count(pool['states'])} states of a `{pool.get('baseline')}` run of the profile at steps "
+            f"{', '.join(steps)} of {_count(pool.get('total_steps'))}; per-state {metric_name} on the clean "
             f"{pool.get('split', 'probe')} split **{min(sm):.3f}–{max(sm):.3f}** "
-            f"({', '.join(f'{m:.2f}' for m in sm)}); {sum(per_state)} batches of {pool.get('batch_size')} "
+            f"({', '.join(f'{m:.2f}' for m in sm)}); {sum(per_state)} batches of {_count(pool.get('batch_size'))} "
             f"({min(per_state) if per_state else 0}–{max(per_state) if per_state else 0} per state), each with a "
             f"uniform random fraction of its targets randomised, batch {metric_name} "
             f"{_num(pool.get('metric_min')):.2f}–{_num(pool.get('metric_max')):.2f}; identical for every method "
@@ -110,25 +117,44 @@ def spearman_table(probes: pd.DataFrame, profile: str) -> str:
                                    "Δρ vs baseline", "Δρ within vs baseline"], tablefmt="github", disable_numparse=True)
 
 
+def _verdict(rec: pd.Series, name: str, digits: int) -> str:
+    """A paired delta with its interval, marked ▲/▼ when the interval excludes 0."""
+    cell = _ci(rec, name, digits)
+    lo, hi = _num(rec.get(f"{name}_ci_low")), _num(rec.get(f"{name}_ci_high"))
+    return cell + (" ▲" if lo > 0 else " ▼" if hi < 0 else "")
+
+
+def _by_size(rec: pd.Series, digits: int) -> str:
+    """The mean change at each matched step size, smallest first ("—" for records without them)."""
+    sizes = rec.get("by_step_size")
+    if not isinstance(sizes, list) or not sizes:
+        return "—"
+    return " / ".join(f"{_num(b.get('improvement')):+.{digits}f}" for b in sizes)
+
+
 def descent_table(descents: pd.DataFrame, profile: str) -> str:
-    """One row per (task, method): mean metric change per held-out batch, paired delta vs baseline, cosine."""
+    """One row per (task, method): mean metric change over states and step sizes, paired delta vs baseline,
+    the change at each step size, cosine."""
     from .leaderboard import _empty_cell
 
     df = descents[descents["profile"] == profile]
-    rows = []
+    rows, sizes = [], None
     for task in sorted(df["task"].unique()):
         tdf = df[df["task"] == task]
         ok = tdf[tdf["status"] == "ok"].set_index("method")
         for method in sorted(tdf["method"].unique()):
             if method not in ok.index:
-                rows.append([task, method, _empty_cell(tdf[tdf["method"] == method]), "", "", ""])
+                rows.append([task, method, _empty_cell(tdf[tdf["method"] == method]), "", "", "", ""])
                 continue
             r = ok.loc[method]
+            if isinstance(r.get("by_step_size"), list) and r.get("by_step_size"):
+                sizes = [b.get("size") for b in r["by_step_size"]]
             rows.append([task, method, _ci(r, "improvement", 4),
-                         "baseline" if method == r.get("baseline") else _ci(r, "delta_improvement", 4),
-                         _ci(r, "fd_cosine"), int(_num(r.get("n_states")))])
-    return tabulate(rows, headers=["task", "method", "metric change", "Δ vs baseline", "cos(−∇loss, metric ascent)",
-                                   "states"], tablefmt="github", disable_numparse=True)
+                         "baseline" if method == r.get("baseline") else _verdict(r, "delta_improvement", 4),
+                         _by_size(r, 4), _ci(r, "fd_cosine"), _count(r.get("n_states"))])
+    per_size = "change at " + ("/".join(f"{100 * float(x):g}%" for x in sizes) + " of |θ|" if sizes else "each step size")
+    return tabulate(rows, headers=["task", "method", "metric change", "Δ vs baseline", per_size,
+                                   "cos(−∇loss, metric ascent)", "states"], tablefmt="github", disable_numparse=True)
 
 
 def section(results_dir: Path, probes: pd.DataFrame, profile: str, descents: pd.DataFrame | None = None) -> list[str]:
@@ -151,8 +177,9 @@ def section(results_dir: Path, probes: pd.DataFrame, profile: str, descents: pd.
               spearman_table(probes, profile), ""]
     if not descents.empty and (descents["profile"] == profile).any():
         lines += [f"#### Descent probe (`{profile}`)", "",
-                  "Metric change: mean over held-out batches and states [95% state-bootstrap interval]; Δ: paired "
-                  "with the baseline's steps from the same states and batches; cosine: between the loss's descent "
+                  "Metric change: mean over states and step sizes [95% state-bootstrap interval]; Δ: paired "
+                  "with the baseline's steps from the same states, batches and lengths (▲/▼: interval excludes 0); "
+                  "the change at each step length shows where a direction stops helping; cosine: between the loss's descent "
                   "direction and a finite-difference estimate of the metric's ascent direction, output layer only "
                   "(estimator in `surrogate_bench/probes/descent.py`; its noise keeps every loss well below 1, so "
                   "compare across rows).", "", descent_table(descents, profile), ""]
