@@ -121,11 +121,11 @@ def format_cell(cell: Cell, higher_is_better: bool, is_baseline: bool, digits: i
 
 
 def metric_table(runs: pd.DataFrame, profile: str, cell_keys: tuple[str, ...] = CELL_KEYS) -> str:
-    """Tasks x methods for one profile: mean ± 95% t interval over seeds with n, each method's paired test
-    against the task's baseline, and the best in bold only when its lead is detectable (see stats)."""
+    """One row per (task, method) of one profile, the task's baseline first: mean ± 95% t interval over seeds
+    with n, the method's paired test against the baseline, and the best in bold only when its lead is
+    detectable (see stats). Long rather than wide, so a suite with many methods stays readable."""
     df = runs[runs["profile"] == profile]
     tasks = sorted(df["task"].unique())
-    methods = sorted(df["method"].unique())
     baselines = {t: baseline_of(t) for t in tasks}
     all_cells = cells(df, {t: b for t, b in baselines.items() if b}, cell_keys)
     extra = [k for k in cell_keys if k not in ("profile", "task", "method")]
@@ -144,17 +144,18 @@ def metric_table(runs: pd.DataFrame, profile: str, cell_keys: tuple[str, ...] = 
             label = f"{task} ({meta.get('metric_name', 'metric')} {arrow})"
             if extra and rest:
                 label += " [" + ", ".join(str(v) for v in rest[-len(extra):]) + "]"
-            row = [label]
+            methods = sorted(set(tdf["method"].unique()) | set(task_cells), key=lambda m: (m != baselines[task], m))
             for method in methods:
                 if method in task_cells:
                     ns.add(task_cells[method].interval.n)
                     cell = format_cell(task_cells[method], higher, method == baselines[task])
-                    row.append(f"**{cell}**" if method == best else cell)
-                else:
-                    row.append(_empty_cell(tdf[tdf["method"] == method]))
-            rows.append(row)
+                    rows.append([label, f"**{method}**" if method == best else method,
+                                 f"**{cell}**" if method == best else cell])
+                elif (why := _empty_cell(tdf[tdf["method"] == method])) not in ("", "n/a"):
+                    rows.append([label, method, why])
     seeds = (f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}–{max(ns)}") if ns else "0"
-    return tabulate(rows, headers=[f"task (metric) · {seeds} seed(s) per cell", *methods], tablefmt="github")
+    return tabulate(rows, headers=[f"task (metric) · {seeds} seed(s) per cell", "method",
+                                   "test metric · paired vs baseline"], tablefmt="github")
 
 
 def _empty_cell(mdf: pd.DataFrame) -> str:

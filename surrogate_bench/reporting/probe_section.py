@@ -152,7 +152,7 @@ def descent_table(descents: pd.DataFrame, profile: str) -> str:
             rows.append([task, method, _ci(r, "improvement", 4),
                          "baseline" if method == r.get("baseline") else _verdict(r, "delta_improvement", 4),
                          _by_size(r, 4), _ci(r, "fd_cosine"), _count(r.get("n_states"))])
-    per_size = "change at " + ("/".join(f"{100 * float(x):g}%" for x in sizes) + " of |θ|" if sizes else "each step size")
+    per_size = "change at " + ("/".join(f"{100 * float(x):g}%" for x in sizes) + " of ‖θ‖" if sizes else "each step size")
     return tabulate(rows, headers=["task", "method", "metric change", "Δ vs baseline", per_size,
                                    "cos(−∇loss, metric ascent)", "states"], tablefmt="github", disable_numparse=True)
 
