@@ -209,7 +209,8 @@ def summarise(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]] | None
     cos = np.asarray([r["fd_cosine"] for r in rows], float)
     cos_stats = cluster_mean(cos, np.arange(len(cos))) if np.isfinite(cos).any() else None
     out = {"improvement": st["mean"], "improvement_ci_low": st["ci_low"], "improvement_ci_high": st["ci_high"],
-           "n_states": st["n_states"],
+           "n_states": st["n_states"], "stuck_states": int(sum(bool(r["stuck"]) for r in rows)),
+           "fd_cosine_states": int(np.isfinite(cos).sum()),
            "fd_cosine": cos_stats["mean"] if cos_stats else float("nan"),
            "fd_cosine_ci_low": cos_stats["ci_low"] if cos_stats else float("nan"),
            "fd_cosine_ci_high": cos_stats["ci_high"] if cos_stats else float("nan")}

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PNG_META = {"Software": None}  # no version stamp: regenerating gives the same bytes
+PANELS_PER_ROW = 4  # probe scatter panels per row: many methods wrap instead of making a metres-wide figure
 
 
 def probe_scatter(probes: pd.DataFrame, task: str, out: Path) -> Path | None:
@@ -20,9 +21,14 @@ def probe_scatter(probes: pd.DataFrame, task: str, out: Path) -> Path | None:
     df = probes[(probes["task"] == task) & (probes["status"] == "ok")].sort_values("method")
     if df.empty:
         return None
-    fig, axes = plt.subplots(1, len(df), figsize=(3.2 * len(df), 3.0), squeeze=False)
+    cols = min(len(df), PANELS_PER_ROW)
+    nrows = -(-len(df) // cols)
+    fig, grid = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.0 * nrows), squeeze=False)
+    axes = grid.flatten()
+    for ax in axes[len(df):]:
+        ax.set_visible(False)
     scatter = None
-    for ax, rec in zip(axes[0], df.itertuples()):
+    for ax, rec in zip(axes, df.itertuples()):
         pts = np.asarray(rec.points, dtype=float)
         if pts.ndim == 2 and pts.shape[1] >= 3:
             scatter = ax.scatter(pts[:, 0], pts[:, 1], c=pts[:, 2], cmap="viridis", s=6, alpha=0.7)
@@ -35,11 +41,12 @@ def probe_scatter(probes: pd.DataFrame, task: str, out: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("batch loss", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel(f"batch {df.iloc[0]['metric_name']}", fontsize=8)
+    for row in grid:
+        row[0].set_ylabel(f"batch {df.iloc[0]['metric_name']}", fontsize=8)
     fig.suptitle(f"{task}: loss vs metric on the shared probe pool", fontsize=10)
     fig.tight_layout()
     if scatter is not None:
-        bar = fig.colorbar(scatter, ax=axes[0].tolist(), pad=0.01)
+        bar = fig.colorbar(scatter, ax=grid.flatten().tolist(), pad=0.01)
         bar.set_label("model state (early → late)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     out.parent.mkdir(parents=True, exist_ok=True)

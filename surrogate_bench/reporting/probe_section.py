@@ -132,6 +132,19 @@ def _by_size(rec: pd.Series, digits: int) -> str:
     return " / ".join(f"{_num(b.get('improvement')):+.{digits}f}" for b in sizes)
 
 
+def _cosine(rec: pd.Series) -> str:
+    """The mean cosine with its interval, and over how many states it is defined when not all (the estimate is
+    0 where no perturbation changes the metric, e.g. a saturated AP)."""
+    cell, k, n = _ci(rec, "fd_cosine"), _num(rec.get("fd_cosine_states")), _num(rec.get("n_states"))
+    return cell + (f" ({int(k)}/{int(n)} states)" if not math.isnan(k) and not math.isnan(n) and k < n and cell != "—" else "")
+
+
+def _states(rec: pd.Series) -> str:
+    """States measured, and how many of them gave the loss a zero gradient (no step at all)."""
+    stuck = _num(rec.get("stuck_states"))
+    return _count(rec.get("n_states")) + (f" ({int(stuck)} zero-gradient)" if not math.isnan(stuck) and stuck > 0 else "")
+
+
 def descent_table(descents: pd.DataFrame, profile: str) -> str:
     """One row per (task, method): mean metric change over states and step sizes, paired delta vs baseline,
     the change at each step size, cosine."""
@@ -151,7 +164,7 @@ def descent_table(descents: pd.DataFrame, profile: str) -> str:
                 sizes = [b.get("size") for b in r["by_step_size"]]
             rows.append([task, method, _ci(r, "improvement", 4),
                          "baseline" if method == r.get("baseline") else _verdict(r, "delta_improvement", 4),
-                         _by_size(r, 4), _ci(r, "fd_cosine"), _count(r.get("n_states"))])
+                         _by_size(r, 4), _cosine(r), _states(r)])
     per_size = "change at " + ("/".join(f"{100 * float(x):g}%" for x in sizes) + " of ‖θ‖" if sizes else "each step size")
     return tabulate(rows, headers=["task", "method", "metric change", "Δ vs baseline", per_size,
                                    "cos(−∇loss, metric ascent)", "states"], tablefmt="github", disable_numparse=True)
