@@ -100,6 +100,18 @@ def test_descent_separates_a_descending_loss_from_a_flipped_and_a_constant_one(t
     assert s_good["fd_cosine"] > 0 and s_bad["fd_cosine"] < 0 and math.isnan(s_flat["fd_cosine"])
 
 
+def test_adaptive_profiles_step_along_the_gradient_sign(toy) -> None:
+    """Adam / RMSprop profiles: the direction is the first optimiser step's, -sign(grad); it still separates a
+    descending loss from its sign flip, and the step lengths stay the loss-independent ones."""
+    task, data, pool = toy
+    assert [float(v) for v in descent.update_direction([torch.tensor([0.5, -2.0, 0.0])], "adam")[0]] == [1.0, -1.0, 0.0]
+    assert descent.update_direction([torch.tensor([0.5])], "sgd")[0].item() == 0.5
+    good = descent_probe(task, data, pool, ce, torch.device("cpu"), batch_size=64, optimizer="adam")["states"]
+    bad = descent_probe(task, data, pool, flipped, torch.device("cpu"), batch_size=64, optimizer="rmsprop")["states"]
+    assert summarise(good, good)["improvement"] > 0 > summarise(bad, good)["improvement"]
+    assert [r["step_norms"] for r in good] == [r["step_norms"] for r in bad]
+
+
 def test_fd_cosine_is_antisymmetric_and_needs_an_output_layer(toy) -> None:
     task, data, pool = toy
     model = task.build_model()

@@ -3,10 +3,12 @@
 A loss whose *value* tracks the metric (a good Spearman probe) may still have a gradient that does not
 improve it. From every model state of the task's probe pool, each loss's descent direction is its gradient
 averaged over ``GRAD_BATCHES`` training batches of the profile's batch size (the same batches for every
-loss, un-augmented, training mode: batch-norm batch statistics), i.e. the loss's expected step direction.
-The model then moves along that direction by matched step sizes, ``STEP_SIZES`` x the state's parameter
-norm |theta| (the same lengths for every loss, so losses differ only in *direction*; a size relative to
-|theta| is meaningful for SGD- and Adam-trained models alike, where lr x |grad| is not), and the change of
+loss, un-augmented, training mode: batch-norm batch statistics), turned into the direction of the profile
+optimiser's first step from a fresh state (SGD: the gradient; Adam / RMSprop: its element-wise sign, since
+m / sqrt(v) = g / |g| at step one), i.e. the loss's expected update direction. The model then moves along
+it by matched step sizes, ``STEP_SIZES`` x the state's parameter norm |theta| (the same lengths for every
+loss, so losses differ only in *direction*; a size relative to |theta| is meaningful for SGD- and
+Adam-trained models alike, where lr x |grad| is not), and the change of
 the exact metric is measured on the pool's clean held-out samples (the whole held-out set scored as one,
 eval mode, the state's batch-norm statistics). A state's improvement is the mean change over the sizes;
 intervals resample states.
@@ -40,7 +42,7 @@ from .pool import ProbePool, baseline_method, probe_split
 from .setup import is_baseline, prepare_probe, probe_identity
 from .stats import cluster_mean
 
-DESCENT_VERSION = 2  # 2: expected (batch-averaged) directions, step sizes relative to |theta|, whole held-out set
+DESCENT_VERSION = 2  # 2: expected (batch-averaged) optimiser directions, lengths relative to |theta|, whole held-out set
 GRAD_BATCHES = 8  # training batches (profile batch size) averaged into each loss's direction
 STEP_SIZES = (0.001, 0.003, 0.01, 0.03)  # step lengths as fractions of the state's parameter norm
 FD_DIRECTIONS = 512  # antithetic random directions of the output-layer finite-difference estimate
@@ -53,7 +55,8 @@ _BASELINE_CACHE: dict[str, dict[str, Any]] = {}  # one process probing several m
 def descent_settings() -> dict[str, Any]:
     return {"version": DESCENT_VERSION, "grad_batches": GRAD_BATCHES, "step_sizes": list(STEP_SIZES),
             "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE,
-            "step_norm": "step_sizes x the state's parameter norm, along the loss's batch-averaged -gradient"}
+            "step_norm": "step_sizes x the state's parameter norm, along the loss's batch-averaged -gradient",
+            "direction": "the profile optimiser's first step: -grad (sgd), -sign(grad) (adam, rmsprop)"}
 
 
 def _params(model: nn.Module) -> list[Tensor]:
@@ -159,11 +162,23 @@ def fd_cosine(task: Task, model: nn.Module, losses: dict[str, Callable], x: Tens
     return out
 
 
+ADAPTIVE = ("adam", "rmsprop")  # optimisers whose first step from a fresh state is -lr' sign(grad)
+
+
+def update_direction(grads: list[Tensor | None], optimizer: str) -> list[Tensor | None]:
+    """The direction of the profile optimiser's first step from a fresh state: the gradient for SGD (momentum
+    has nothing to add yet), its element-wise sign for Adam / RMSprop (m / sqrt(v) = g / |g| at step one)."""
+    if optimizer in ADAPTIVE:
+        return [None if g is None else g.sign() for g in grads]
+    return grads
+
+
 def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable, device: torch.device,
-                  batch_size: int, seed: int = 0, fd: bool = True) -> dict[str, Any]:
+                  batch_size: int, seed: int = 0, fd: bool = True, optimizer: str = "sgd") -> dict[str, Any]:
     """Per state: the exact-metric change on the held-out set after a step of each matched size along the
-    loss's expected descent direction, and the output-layer finite-difference cosine. Signs: positive change
-    = the metric improved. A zero or non-finite gradient is ``stuck`` (it does not move: change 0)."""
+    direction the profile's ``optimizer`` would take for the loss's expected gradient, and the output-layer
+    finite-difference cosine. Signs: positive change = the metric improved. A zero or non-finite gradient is
+    ``stuck`` (it does not move: change 0)."""
     probe = probe_split(data)
     ex, ey = probe.x[pool.eval_index.to(probe.x.device)], probe.y[pool.eval_index.to(probe.y.device)]
     sign = 1.0 if task.higher_is_better else -1.0
@@ -178,7 +193,8 @@ def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable
         idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(GRAD_BATCHES)])
         idx = idx.to(data.train.x.device)
         torch.manual_seed(seed * 1000 + s)  # a stochastic loss (random anchors) draws the same numbers for every run
-        grads = mean_gradient(task, model, loss_fn, data.train.x[idx], data.train.y[idx])
+        grads = update_direction(mean_gradient(task, model, loss_fn, data.train.x[idx], data.train.y[idx]), optimizer)
+        model.load_state_dict(weights)  # the training-mode forwards moved batch-norm statistics: back to the state's
         norm = float(_norm(grads))
         theta = float(_norm([p.detach() for p in _params(model)]))
         stuck = not (np.isfinite(norm) and norm > 0)
@@ -250,7 +266,8 @@ def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions
         pool = setup.pool
 
         def measure(loss_fn: Callable) -> dict[str, Any]:
-            return descent_probe(task, setup.data, pool, loss_fn, opts.device, setup.profile.batch_size)
+            return descent_probe(task, setup.data, pool, loss_fn, opts.device, setup.profile.batch_size,
+                                 optimizer=setup.profile.optimizer)
 
         base_name = baseline_method(task)
         cache_key = json.dumps([pool.digest, task.config(), profile, descent_settings()], sort_keys=True, default=str)
