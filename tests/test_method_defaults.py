@@ -60,3 +60,9 @@ def test_a_subclass_that_changes_the_metric_does_not_inherit_tuned_defaults() ->
     assert Cifar10.method_defaults["uniloss"]["gain"] == 10.0
     assert Top2.method_defaults == {} and Deeper.method_defaults == Cifar10.method_defaults
     assert Explicit.method_defaults == Cifar10.method_defaults
+
+
+def test_integer_parameters_are_labelled_as_integers() -> None:
+    """``--method-param queue=512`` parses to 512.0; the label says queue=512 (float parameters keep 1.0)."""
+    assert method_label("smooth-ap", {"queue": 512.0, "temperature": 0.01}, "mnist-ap") == "smooth-ap[queue=512]"
+    assert method_label("smooth-ap", {"queue": 0, "temperature": 1.0}, "mnist-ap") == "smooth-ap[temperature=1.0]"

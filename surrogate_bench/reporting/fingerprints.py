@@ -42,18 +42,23 @@ def split_by_fingerprint(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def tuning_table(tunes: pd.DataFrame) -> str:
-    """One row per ok ``tune`` record: task, method, profile, budget x seeds, choice, its validation metric."""
+    """One row per ok ``tune`` record: task, method, profile, budget x seeds, choice, its validation metric, and
+    whether the published runs use the choice (the task's tuned default) or not (a diagnostic tune)."""
     if tunes.empty:
         return ""
     from tabulate import tabulate
+
+    from .leaderboard import _defaults
 
     rows = []
     for r in tunes[tunes["status"] == "ok"].itertuples():
         choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))
         grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sorted((r.grid or {}).items()))
+        defaults = _defaults(r.task, r.method)
+        used = all(defaults.get(k, object()) == v for k, v in (r.choice or {}).items())
         rows.append([r.task, r.method, r.profile, grid, f"{r.budget} × seeds {','.join(map(str, r.seeds))}", choice,
-                     f"{r.choice_val_metric:.4f}", str(r.key)[:10]])
+                     f"{r.choice_val_metric:.4f}", "yes" if used else "no (diagnostic)", str(r.key)[:10]])
     if not rows:
         return ""
     return tabulate(sorted(rows), headers=["task", "method", "profile", "grid", "budget", "choice",
-                                           "final val (mean)", "record key"], tablefmt="github")
+                                           "final val (mean)", "default now", "record key"], tablefmt="github")

@@ -46,7 +46,13 @@ def method_label(method: str, params: dict | None, task: str = "") -> str:
     settings included), so two settings never share a column."""
     defaults = _defaults(task, method)
     diff = {k: v for k, v in sorted((params or {}).items()) if defaults.get(k, object()) != v}
-    return method + ("[" + ",".join(f"{k}={v}" for k, v in diff.items()) + "]" if diff else "")
+    return method + ("[" + ",".join(f"{k}={_value(v, defaults.get(k))}" for k, v in diff.items()) + "]" if diff else "")
+
+
+def _value(v: object, default: object) -> str:
+    """A value of an integer parameter as an integer (512, not the 512.0 the command line's float parse gives)."""
+    integral = isinstance(default, int) and not isinstance(default, bool)
+    return str(int(v)) if integral and isinstance(v, float) and v.is_integer() else str(v)
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +273,9 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
     if tuning:
         parts += ["## Tuning (validation split only)", "",
                   "`python -m surrogate_bench tune` records: the grid points tried (the same budget per method), "
-                  "chosen by the best mean final validation metric over seeds; no test split was read.", "",
+                  "chosen by the best mean final validation metric over seeds; no test split was read. \"default now\": "
+                  "whether the published runs use the choice (the task's tuned default) or the tune was a diagnostic "
+                  "(see docs/fidelity.md).", "",
                   tuning, ""]
     parts += ["## Published numbers (quoted, not measured here)", "",
               "Quoted verbatim from the papers for orientation; their protocols (epochs, models) differ from the "

@@ -18,9 +18,10 @@ from ..running.store import records_frame
 SPEARMAN_LINE = ("**Spearman probe** — does the loss's *value* rank batches like the exact metric? Spearman ρ "
                  "between batch loss and batch metric (papers' sign: −1 = ranks them exactly like the metric).")
 DESCENT_LINE = ("**Descent probe** — does a step along the loss's *gradient* improve the metric? From each pool "
-                "state, a step along the loss's gradient (averaged over 8 training batches) of matched lengths "
-                "(fractions of the state's parameter norm, the same for every loss, so only the direction "
-                "differs); change of the exact metric on the pool's clean held-out samples (> 0: improves).")
+                "state, a step in the direction the profile's optimiser would take for the loss's gradient (averaged "
+                "over 8 training batches; SGD: −gradient, Adam/RMSprop: −sign of it) at matched lengths (0.1–3% "
+                "of the state's parameter norm, the same for every loss, so only the direction differs); change "
+                "of the exact metric on the pool's clean held-out samples (> 0: improves).")
 STATS_LINE = ("ρ overall (all batches), within states (ρ inside each model state, averaged) and between states "
               "(ρ of the state means); Kendall τ overall; [95% intervals] from a bootstrap that resamples model "
               "states (all batches of a drawn state together), 1000 resamples; Δ = method − baseline on the same "
