@@ -19,6 +19,16 @@ SHARED_DATA = Path(os.environ.get("SURROGATE_BENCH_TEST_DATA", REPO_ROOT.parent 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (tiny tensors; the same as the subprocesses' OMP_NUM_THREADS=1, so CPU
+    results compare bitwise), restored afterwards. Modules opt in with ``pytest.mark.usefixtures``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def _digest_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("digest-cache")

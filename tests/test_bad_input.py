@@ -14,26 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate_bench import cli
 from surrogate_bench.running.store import read_record
+from cli_helpers import run_cli
 
 PLUGINS = Path(__file__).parent / "plugins"
 TINY, NONFINITE = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "nonfinite_loss.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def records(results: Path) -> list[dict]:

@@ -13,14 +13,9 @@ import pytest
 
 from surrogate_bench.cli import main, summary_line
 from surrogate_bench.paths import REPO_ROOT
+from cli_helpers import run_cli
 
 TINY = str(REPO_ROOT / "tests" / "plugins" / "tiny_ap_task.py")
-
-
-def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

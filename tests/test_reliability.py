@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench import cli
 from surrogate_bench.plugins.contracts import SEED_MAX, Domain
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.registry import get_task, method_for, registry
@@ -27,6 +26,7 @@ from surrogate_bench.running import runner
 from surrogate_bench.running.launch import load_plugins
 from surrogate_bench.running.runner import RunOptions, RunSpec, checkpoint_path, run_one
 from surrogate_bench.running.store import iter_records, read_record, record_problem, write_record
+from cli_helpers import run_cli
 
 PLUGINS = Path(__file__).parent / "plugins"
 TINY = str(PLUGINS / "tiny_ap_task.py")
@@ -34,18 +34,7 @@ RAISING = str(PLUGINS / "raising_supports.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(results: Path, *extra: str) -> list[str]:

@@ -17,12 +17,7 @@ from surrogate_bench.reloss.train import gradient_penalty
 from test_reloss import FAST, BlobTask, context
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_release_settings() -> None:

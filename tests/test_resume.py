@@ -30,14 +30,6 @@ def comparable(rec: dict) -> dict:
             "final_val_metric": rec["final_val_metric"], "history": hist}
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # same as the subprocesses (OMP_NUM_THREADS=1): bitwise-comparable CPU results
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     """tiny-ap generates its data; an empty folder will do."""

@@ -17,13 +17,7 @@ from surrogate_bench.uniloss.interpolation import dense_anchor_dots, sample_dens
 AP = AveragePrecisionRefactoring(decode=lambda o: o[..., 1] - o[..., 0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall badly on a loaded 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _g_of_signs(ref, outputs, targets) -> tuple[float, float]:

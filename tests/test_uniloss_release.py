@@ -16,12 +16,7 @@ from surrogate_bench.uniloss.pckh import release_good_flips
 RELEASE_AP = ReleaseAveragePrecisionRefactoring()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the release's backward --------------------------------------------------------------------
