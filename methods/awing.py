@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import NON_NEGATIVE, POSITIVE, LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
 
 
 def adaptive_wing(pred: Tensor, goal: Tensor, alpha: float, omega: float, epsilon: float, theta: float) -> Tensor:
@@ -32,13 +31,6 @@ class AdaptiveWing(Method):
     name = "awing"
     params = {"alpha": 2.1, "omega": 14.0, "epsilon": 1.0, "theta": 0.5, "weight": 10.0, "sigma": 1.0}
     param_domains = {"alpha": between(1, 10, low_open=True), "omega": POSITIVE, "epsilon": POSITIVE, "theta": POSITIVE, "weight": NON_NEGATIVE, "sigma": between(0, 64, low_open=True)}
-
-    def validate(self) -> None:
-        for key in ("omega", "epsilon", "theta", "sigma"):
-            if not float(self.p[key]) > 0:
-                raise SuiteError(f"method 'awing': {key} must be > 0, got {self.p[key]}")
-        if not float(self.p["alpha"]) > 1 or float(self.p["weight"]) < 0:
-            raise SuiteError("method 'awing': alpha must be > 1 (the loss is C^1 only then) and weight >= 0")
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "heatmaps" or not hasattr(task, "target_heatmaps"):

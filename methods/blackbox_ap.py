@@ -6,8 +6,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import POSITIVE, LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, blackbox_ap
+from surrogate_bench.losses.ap_surrogates import ScoreMemory, ap_task_reason, standardise, blackbox_ap
 
 
 class BlackboxAP(Method):
@@ -22,12 +21,6 @@ class BlackboxAP(Method):
     name = "blackbox-ap"
     params = {"lam": 4.0, "margin": 0.0, "queue": 0}
     param_domains = {"lam": POSITIVE, "margin": between(0, 1), "queue": between(0, 1_000_000)}
-
-    def validate(self) -> None:
-        if not float(self.p["lam"]) > 0:
-            raise SuiteError(f"method 'blackbox-ap': lam must be > 0, got {self.p['lam']}")
-        if int(self.p["queue"]) < 0 or float(self.p["margin"]) < 0:
-            raise SuiteError("method 'blackbox-ap': queue and margin must be >= 0")
 
     def supports(self, task: Task) -> str | None:
         return ap_task_reason(self.name, task)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
 
 
 class LabelSmoothedCE(Method):
@@ -17,10 +16,6 @@ class LabelSmoothedCE(Method):
     name = "ce-ls"
     params = {"smoothing": 0.1}
     param_domains = {"smoothing": between(0, 1, high_open=True)}
-
-    def validate(self) -> None:
-        if not 0.0 <= float(self.p["smoothing"]) < 1.0:
-            raise SuiteError(f"method 'ce-ls': smoothing must be in [0, 1), got {self.p['smoothing']}")
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "logits":

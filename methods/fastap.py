@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, fast_ap
+from surrogate_bench.losses.ap_surrogates import ScoreMemory, ap_task_reason, standardise, fast_ap
 
 
 class FastAP(Method):
@@ -21,12 +20,6 @@ class FastAP(Method):
     name = "fastap"
     params = {"bins": 10, "queue": 0}
     param_domains = {"bins": between(1, 10_000), "queue": between(0, 1_000_000)}
-
-    def validate(self) -> None:
-        if int(self.p["bins"]) < 1:
-            raise SuiteError(f"method 'fastap': bins must be >= 1, got {self.p['bins']}")
-        if int(self.p["queue"]) < 0:
-            raise SuiteError(f"method 'fastap': queue must be >= 0, got {self.p['queue']}")
 
     def supports(self, task: Task) -> str | None:
         return ap_task_reason(self.name, task)

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
 
 
 class Focal(Method):
@@ -19,10 +18,6 @@ class Focal(Method):
     name = "focal"
     params = {"gamma": 2.0}
     param_domains = {"gamma": between(0, 100)}
-
-    def validate(self) -> None:
-        if not float(self.p["gamma"]) >= 0:
-            raise SuiteError(f"method 'focal': gamma must be >= 0, got {self.p['gamma']}")
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "logits":

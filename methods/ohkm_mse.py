@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
 
 
 class OHKMMSE(Method):
@@ -19,12 +18,6 @@ class OHKMMSE(Method):
     name = "ohkm-mse"
     params = {"sigma": 1.0, "top_k": 0}
     param_domains = {"top_k": between(0, 1000), "sigma": between(0, 64, low_open=True)}
-
-    def validate(self) -> None:
-        if not float(self.p["sigma"]) > 0:
-            raise SuiteError(f"method 'ohkm-mse': sigma must be > 0, got {self.p['sigma']}")
-        if int(self.p["top_k"]) < 0:
-            raise SuiteError(f"method 'ohkm-mse': top_k must be >= 0, got {self.p['top_k']}")
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "heatmaps" or not hasattr(task, "target_heatmaps"):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import (ANY, SEED, LossFn, Method, PrepareContext, Task,
+from surrogate_bench.plugins.contracts import (ANY, SEED_MAX, LossFn, Method, PrepareContext, Task,
                                                 Domain, between, one_of)
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.reloss.artifact import load_or_build, load_released
@@ -47,7 +47,7 @@ class ReLoss(Method):
         "match_scale": True,  # rescale the learned loss to the baseline's mean gradient norm (ranks unchanged)
         "sigma": 1.0,  # Gaussian targets of heatmap tasks
         "threads": 1,  # torch CPU threads while training the loss (its ops are tiny: 1 thread measured 5x faster)
-        "loss_seed": 0,  # seeds collection and loss training (independent of the run's seed)
+        "loss_seed": -1,  # seeds collection and loss training; -1: the run's seed (each seed learns its own net)
         "weights": "",  # a local released state dict instead of training (needs weights_sha256)
         "weights_sha256": "",
     }
@@ -60,7 +60,7 @@ class ReLoss(Method):
         "distribution": one_of("logistic", "logistic_phi", "gaussian", "reciprocal", "cauchy", "optimal"),
         "art_lambda": between(0, 1), "hidden": between(1, 65536), "cls_input": one_of("logprob", "prob"),
         "match_scale": ANY, "sigma": between(0, 1000, low_open=True), "threads": between(0, 1024),
-        "loss_seed": SEED, "weights": ANY, "weights_sha256": Domain(pattern="([0-9a-fA-F]{64})?"),
+        "loss_seed": between(-1, SEED_MAX), "weights": ANY, "weights_sha256": Domain(pattern="([0-9a-fA-F]{64})?"),
     }
 
     def __init__(self, **params: Any) -> None:
@@ -68,14 +68,7 @@ class ReLoss(Method):
         self._state: dict[str, Tensor] | None = None
 
     def validate(self) -> None:
-        if self.p["sorting_network"] not in {"bitonic", "odd_even"}:
-            raise SuiteError(f"reloss sorting_network must be bitonic or odd_even, not {self.p['sorting_network']!r}")
-        if self.p["gp_norm"] not in {"batch", "sample"}:
-            raise SuiteError(f"reloss gp_norm must be batch or sample, not {self.p['gp_norm']!r}")
-        if self.p["cls_input"] not in {"logprob", "prob"}:
-            raise SuiteError(f"reloss cls_input must be logprob or prob, not {self.p['cls_input']!r}")
-        if self.p["batch_size"] < 2 or self.p["group"] < 2:
-            raise SuiteError("reloss batch_size and group must be at least 2")
+        """The one check a domain cannot say: released weights need their pinned sha256."""
         if self.p["weights"] and not self.p["weights_sha256"]:
             raise SuiteError(f"reloss weights={self.p['weights']}: also pass weights_sha256=<the file's pinned "
                              "sha256> (released weights are only used when their digest is pinned)")
@@ -100,17 +93,23 @@ class ReLoss(Method):
             return f"reloss needs {task.name}.target_heatmaps for heatmap targets"
         return None
 
-    def identity(self, task: Task, profile_name: str) -> dict[str, Any]:
-        """What determines the artifact: task config, method params, profile name and budget (no seed)."""
-        params = {k: v for k, v in self.p.items() if k not in {"weights", "weights_sha256", "threads"}}
+    def loss_seed(self, run_seed: int) -> int:
+        """The seed of the loss net's data collection and training: the run's own unless ``loss_seed`` pins
+        one, so by default each seed learns its own net and a cell's interval includes that variance."""
+        return run_seed if int(self.p["loss_seed"]) < 0 else int(self.p["loss_seed"])
+
+    def identity(self, task: Task, profile_name: str, run_seed: int = 0) -> dict[str, Any]:
+        """What determines the artifact: task config, method params, profile name, budget and loss seed."""
+        params = {k: v for k, v in self.p.items() if k not in {"weights", "weights_sha256", "threads", "loss_seed"}}
         return {"algorithm": ALGORITHM_VERSION, "task": task.config(), "method": params,
-                "profile": profile_name, "budget": budget_for(profile_name, self.p["epochs"]).as_dict()}
+                "profile": profile_name, "budget": budget_for(profile_name, self.p["epochs"]).as_dict(),
+                "loss_seed": self.loss_seed(run_seed)}
 
     def prepare(self, task: Task, ctx: PrepareContext) -> dict[str, Any]:
         if self.p["weights"]:
             self._state = load_released(self.p["weights"], self.p["weights_sha256"])
             return {"weights": self.p["weights"], "sha256": self.p["weights_sha256"], "released": True}
-        identity = self.identity(task, ctx.profile_name)
+        identity = self.identity(task, ctx.profile_name, ctx.seed)
         with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
             state, meta = load_or_build(ctx.artifacts_dir, task.name, identity,
                                         lambda: self._build(task, ctx), ctx.log)
@@ -118,11 +117,11 @@ class ReLoss(Method):
         keep = ("path", "sha256", "reused", "val_spearman", "baseline", "baseline_spearman",
                 "loss_train_time_s", "collect_time_s", "n_train_batches", "n_val_batches", "best_epoch",
                 "grad_scale")
-        return {k: meta[k] for k in keep if k in meta}
+        return {**{k: meta[k] for k in keep if k in meta}, "loss_seed": identity["loss_seed"]}
 
     def _build(self, task: Task, ctx: PrepareContext) -> tuple[dict[str, Tensor], dict[str, Any]]:
         budget = budget_for(ctx.profile_name, self.p["epochs"])
-        seed = int(self.p["loss_seed"])
+        seed = self.loss_seed(ctx.seed)
         t0 = time.perf_counter()
         train, val = collect(task, ctx.data, ctx.profile, budget, self.p["batch_size"], seed, ctx.log,
                              self.p.get("train_labels", "shuffle"), self.p.get("val_labels", "shuffle"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from surrogate_bench.plugins.contracts import ANY, one_of
-from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.siblings import sibling_plugin
 
 ReLoss = sibling_plugin(__file__, "reloss").ReLoss
@@ -27,15 +26,6 @@ class ReLossRelease(ReLoss):
                      "val_labels": one_of("true", "shuffle", "argmax"), "heatmap_net": one_of("flat", "stats"),
                      "standardize": ANY}
 
-    def identity(self, task, profile_name: str) -> dict:
+    def identity(self, task, profile_name: str, run_seed: int = 0) -> dict:
         """The base identity plus this variant's name (its artifacts never collide with ``reloss``'s)."""
-        return {**super().identity(task, profile_name), "variant": self.name}
-
-    def validate(self) -> None:
-        super().validate()
-        if self.p["train_labels"] not in {"argmax", "shuffle"}:
-            raise SuiteError(f"reloss-release train_labels must be argmax or shuffle, not {self.p['train_labels']!r}")
-        if self.p["val_labels"] not in {"true", "shuffle", "argmax"}:
-            raise SuiteError(f"reloss-release val_labels must be true, shuffle or argmax, not {self.p['val_labels']!r}")
-        if self.p["heatmap_net"] not in {"flat", "stats"}:
-            raise SuiteError(f"reloss-release heatmap_net must be flat or stats, not {self.p['heatmap_net']!r}")
+        return {**super().identity(task, profile_name, run_seed), "variant": self.name}

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.taskkit.ap_surrogates import ScoreMemory, ap_task_reason, standardise, smooth_ap
+from surrogate_bench.losses.ap_surrogates import ScoreMemory, ap_task_reason, standardise, smooth_ap
 
 
 class SmoothAP(Method):
@@ -24,12 +23,6 @@ class SmoothAP(Method):
     name = "smooth-ap"
     params = {"temperature": 0.01, "queue": 0}
     param_domains = {"temperature": between(0, 1e6, low_open=True), "queue": between(0, 1_000_000)}
-
-    def validate(self) -> None:
-        if not float(self.p["temperature"]) > 0:
-            raise SuiteError(f"method 'smooth-ap': temperature must be > 0, got {self.p['temperature']}")
-        if int(self.p["queue"]) < 0:
-            raise SuiteError(f"method 'smooth-ap': queue must be >= 0, got {self.p['queue']}")
 
     def supports(self, task: Task) -> str | None:
         return ap_task_reason(self.name, task)

@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from surrogate_bench.plugins.contracts import LossFn, Method, Task, between
-from surrogate_bench.plugins.errors import SuiteError
 
 
 def soft_argmax(heatmaps: Tensor, beta: float) -> Tensor:
@@ -27,10 +26,6 @@ class SoftArgmax(Method):
     name = "soft-argmax"
     params = {"beta": 1.0}
     param_domains = {"beta": between(0, 1e6, low_open=True)}
-
-    def validate(self) -> None:
-        if not float(self.p["beta"]) > 0:
-            raise SuiteError(f"method 'soft-argmax': beta must be > 0, got {self.p['beta']}")
 
     def supports(self, task: Task) -> str | None:
         if task.output_kind != "heatmaps":

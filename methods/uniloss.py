@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from surrogate_bench.plugins.contracts import ANY, LossFn, Method, Task, between, one_of
-from surrogate_bench.running.cuda_graphs import graphed_loss
+from surrogate_bench.plugins.contracts import ANY, LossFn, Method, PrepareContext, Task, between, one_of
+from surrogate_bench.losses.graphed import graphed_loss
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.uniloss import AnchorSpec, Refactoring, uniloss_value
+from surrogate_bench.uniloss.check import check_refactoring
 from surrogate_bench.uniloss.ap import AveragePrecisionRefactoring, ReleaseAveragePrecisionRefactoring
 
 
@@ -42,6 +44,14 @@ class UniLoss(Method):
         if task.refactoring() is None:
             return f"uniloss needs a refactoring of the metric; task {task.name} declares none"
         return None
+
+    def prepare(self, task: Task, ctx: PrepareContext) -> dict[str, Any]:
+        """Before any training: the task's refactoring must reproduce its exact metric (``check_refactoring``,
+        milliseconds), so UniLoss never optimises a ``g`` of another metric (e.g. a parent task's)."""
+        report = check_refactoring(task)
+        if not report.ok:
+            raise SuiteError(f"uniloss cannot train on {task.name}: {report}")
+        return {"refactoring_check": str(report)}
 
     def refactoring(self, task: Task) -> Refactoring:
         ref = task.refactoring()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from surrogate_bench.plugins.registry import get_task, method_for
-from surrogate_bench.running.runner import load_task_data
+from surrogate_bench.running.data_cache import load_task_data
 
 
 def main() -> None:

@@ -164,7 +164,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .results import export, for_export, load
-    from .running.grid import split_names
+    from .launch.grid import split_names
 
     if not args.results_dir.is_dir():
         raise SuiteError(f"results directory {args.results_dir} does not exist")
@@ -183,13 +183,13 @@ def run_options(args: argparse.Namespace, progress: bool):
     """RunOptions from the common flags; a missing data root or unwritable results dir is one line."""
     from .running.environment import resolve_device
     from .paths import data_root
-    from .running.runner import RunOptions
-    from .running.store import check_writable
+    from .running.options import RunOptions
+    from .store.records import check_writable
 
     root = data_root(args.data_root)
     if args.data_root and not root.is_dir():
         raise SuiteError(f"--data-root {root} does not exist or is not a directory")
-    from .running.launch import log_stderr
+    from .launch.executors import log_stderr
 
     # submitit workers resolve --device on their node; a local run needs it here
     device = resolve_device(args.device if getattr(args, "launcher", "local") == "local" else "cpu")
@@ -202,15 +202,15 @@ def run_options(args: argparse.Namespace, progress: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .running.grid import build_specs, parse_params, parse_seeds, select
-    from .running.launch import LaunchConfig, execute
-    from .running.runner import DeadlineReached
+    from .launch.grid import build_specs, parse_params, parse_seeds, select
+    from .launch.executors import LaunchConfig, execute
+    from .running.options import DeadlineReached
 
     if args.grid:
         if args.all or args.task or args.method or args.task_param or args.method_param:
             raise SuiteError("run: --grid is a selection of its own; drop --all/--task/--method/--*-param")
         from .paths import data_root
-        from .running.grid import named_grid
+        from .launch.grid import named_grid
 
         tasks, methods = [], []
         specs, skipped = named_grid(args.grid, data_root(args.data_root),
@@ -302,9 +302,9 @@ def probe_line(rec: dict) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .running.grid import parse_params, parse_seeds, select
+    from .launch.grid import parse_params, parse_seeds, select
     from .running.progress import wanted
-    from .running.tune import parse_grid, tune
+    from .launch.tune import parse_grid, tune
 
     task, method = select("task", args.task, False), select("method", args.method, False)
     if len(task) != 1 or len(method) != 1:
@@ -334,7 +334,7 @@ def _trial_label(rec: dict, grid: dict) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .running.grid import select
+    from .launch.grid import select
 
     tasks, methods = select("task", args.task, False), select("method", args.method, False)
     for t in tasks:
@@ -375,9 +375,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .running.bench import bench_task, table, write_json
+    from .bench.steps import bench_task, table, write_json
     from .running.environment import environment, resolve_device
-    from .running.grid import select
+    from .launch.grid import select
     from .paths import data_root
     from .plugins.registry import get_task, method_for
 
@@ -414,10 +414,10 @@ def _bench_jobs(args: argparse.Namespace, device, root: Path, method_names: list
     """bench --jobs N,...: aggregate samples/s of N concurrent training processes per task x method."""
     import torch
 
-    from .running.bench import write_json
-    from .running.bench_jobs import bench_jobs, table
+    from .bench.steps import write_json
+    from .bench.jobs import bench_jobs, table
     from .running.environment import environment
-    from .running.grid import parse_seeds, select
+    from .launch.grid import parse_seeds, select
 
     try:
         jobs = parse_seeds(args.jobs)
@@ -442,13 +442,13 @@ COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tu
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every way it can end is one line on stderr at most (never a traceback)."""
-    from .running.signals import stop_on_signals
+    from .launch.signals import stop_on_signals
 
     try:
         with stop_on_signals():
             args = _merge_global_options(build_parser().parse_args(argv))
             if args.plugin:
-                from .running.launch import load_plugins
+                from .launch.executors import load_plugins
 
                 load_plugins(args.plugin)
             if hasattr(args, "results_dir"):
@@ -462,11 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except OSError as exc:  # a file or folder of this command that cannot be made, read or written
-        from .running.store import os_error_line
+        from .store.records import os_error_line
 
         return _fail(f"error: {os_error_line(exc)}", 2)
     except KeyboardInterrupt as exc:
-        from .running.signals import Terminated
+        from .launch.signals import Terminated
 
         return _fail("terminated" if isinstance(exc, Terminated) else "interrupted",
                      128 + exc.signum if isinstance(exc, Terminated) else 130)

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from .plugins.errors import SuiteError
-from .running.store import RECORD_KINDS, atomic_write_bytes, records_frame
+from .store.records import RECORD_KINDS, atomic_write_bytes, records_frame
 
 FIRST = ("kind", "key", "status", "task", "method", "profile", "seed", "metric_name", "higher_is_better",
          "test_metric", "best_val_metric", "final_val_metric")

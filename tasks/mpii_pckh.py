@@ -38,6 +38,10 @@ class MpiiPCKh(PoseTask):
     which re-crops the original photo, a zoom-out shows black beyond the stored crop.
     """
 
+    # score adds the official image-pixel rule for validation persons only; training batches (PERSON < 0)
+    # are scored at heatmap scale, which the pose refactoring reproduces (check_refactoring passes)
+    inherits_refactoring = True
+
     name = "mpii-pckh"
     params = {"joints": (HEAD_TOP,), "input_size": 256, "heatmap_size": 64, "width": 256, "depth": 4,
               "color_jitter": 0.2, "workers": 8, "scale_factor": 0.25, "rotation": 30.0, "rotation_prob": 0.6,

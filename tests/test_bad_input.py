@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate_bench.running.store import read_record
+from surrogate_bench.store.records import read_record
 from cli_helpers import run_cli
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -203,7 +203,7 @@ def test_unwritable_results_dir_simulated(capsys, tmp_path) -> None:
 
 
 def test_record_write_failure_mid_grid_is_one_line(capsys, tmp_path, monkeypatch) -> None:
-    import surrogate_bench.running.store as store
+    import surrogate_bench.store.records as store
 
     def refuse(path, record):
         raise PermissionError(13, "Permission denied", str(path))
@@ -239,3 +239,15 @@ def test_real_subprocess_error_is_one_line(tmp_path) -> None:
                           timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "error: bad --seeds 'x': expected integers like 0,1,2\n"
+
+
+def test_divergence_hidden_by_a_finite_loss_fails_the_run(capsys, tmp_path) -> None:
+    hidden = str(PLUGINS / "hidden_divergence.py")
+    code, out, err = run_cli(capsys, "--plugin", TINY, "--plugin", hidden, "run", "--task", "tiny-ap", "--method",
+                             "hidden-divergence,ce", "--profile", "smoke", "--device", "cpu", "--no-progress",
+                             "--results-dir", str(tmp_path / "results"), "--data-root", str(tmp_path))
+    assert code == 1, (out, err)
+    by_method = {r["method"]: r for r in records(tmp_path / "results")}
+    assert by_method["hidden-divergence"]["status"] == "failed"
+    assert "non-finite model parameters after epoch 1" in by_method["hidden-divergence"]["reason"]
+    assert by_method["ce"]["status"] == "ok"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from surrogate_bench.cli import main
-from surrogate_bench.running.bench_jobs import bench_jobs, table
+from surrogate_bench.bench.jobs import bench_jobs, table
 
 
 @pytest.mark.slow

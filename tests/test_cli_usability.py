@@ -109,7 +109,7 @@ def test_smoke_is_marked_plumbing_only() -> None:
 def test_a_grid_leaves_out_a_task_without_the_profile(tmp_path: Path, capsys, fresh_registry) -> None:
     """Only smoke is required: a quick grid skips a smoke-only task with a note; alone it is an error."""
     from surrogate_bench.plugins.registry import load_plugin
-    from surrogate_bench.running.grid import build_specs
+    from surrogate_bench.launch.grid import build_specs
 
     plugin = tmp_path / "smoke_only.py"
     plugin.write_text(textwrap.dedent(f"""

@@ -10,8 +10,9 @@ import torch
 from surrogate_bench import check_refactoring, get_method, get_task, list_methods, list_tasks
 from surrogate_bench.plugins.contracts import Profile
 from surrogate_bench.plugins.errors import DataUnavailable
-from surrogate_bench.running.runner import RunSpec, load_task_data, run_one
-from surrogate_bench.running.store import read_record
+from surrogate_bench.running.data_cache import load_task_data
+from surrogate_bench.running.runner import RunSpec, run_one
+from surrogate_bench.store.records import read_record
 
 PAIRS = [(t, m) for t in list_tasks() for m in list_methods()]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surrogate_bench.running.cuda_graphs import graphed_loss
+from surrogate_bench.losses.graphed import graphed_loss
 from surrogate_bench.plugins.registry import get_task, method_for
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from surrogate_bench.cli import main
-from surrogate_bench.running.launch import LaunchConfig, execute, load_plugins
-from surrogate_bench.running.runner import DeadlineReached, RunOptions, RunSpec, checkpoint_path, run_one
+from surrogate_bench.launch.executors import LaunchConfig, execute, load_plugins
+from surrogate_bench.running.checkpoint import checkpoint_path
+from surrogate_bench.running.options import DeadlineReached, RunOptions
+from surrogate_bench.running.runner import RunSpec, run_one
 
 PLUGIN = Path(__file__).parent / "plugins" / "tiny_ap_task.py"
 TASK = "tiny-ap"  # synthetic, 6 epochs of 16 steps

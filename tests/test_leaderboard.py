@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from surrogate_bench.reporting.leaderboard import render, write
-from surrogate_bench.running.store import write_record
+from surrogate_bench.store.records import write_record
 
 
 def _rec(results: Path, task: str, method: str, seed: int, value: float | None, status: str = "ok", **kw) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from surrogate_bench.reporting.leaderboard import method_label, tuned_settings
+from surrogate_bench.reporting.labels import method_label
+from surrogate_bench.reporting.leaderboard import tuned_settings
 from surrogate_bench.plugins.registry import get_task, method_for
 from surrogate_bench.running.runner import RunSpec
 

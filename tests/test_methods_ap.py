@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from surrogate_bench import get_method, get_task
-from surrogate_bench.taskkit.ap_surrogates import BlackboxRanker, ScoreMemory, blackbox_ap, fast_ap, smooth_ap, standardise
+from surrogate_bench.losses.ap_surrogates import BlackboxRanker, ScoreMemory, blackbox_ap, fast_ap, smooth_ap, standardise
 
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses",
                                  reason="pytorch-metric-learning (the dev extra) is the Smooth-AP/FastAP reference")

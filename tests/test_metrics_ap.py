@@ -37,3 +37,31 @@ def test_accuracy_matches_sklearn(trial: int) -> None:
     logits = torch.randn(100, 7, generator=g)
     labels = torch.randint(0, 7, (100,), generator=g)
     assert accuracy(logits, labels) == pytest.approx(accuracy_score(labels, logits.argmax(1)))
+
+
+def _voc_devkit_ap(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The PASCAL VOC devkit's all-point interpolated AP, written as its loop (a reference for untied scores)."""
+    order = np.argsort(-scores, kind="stable")
+    y = labels[order].astype(float)
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    rec, prec = tp / y.sum(), tp / (tp + fp)
+    mrec, mpre = np.concatenate([[0], rec, [1]]), np.concatenate([[0], prec, [0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    idx = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+def test_interpolated_ap_matches_the_voc_devkit_loop_and_bounds_exact_ap() -> None:
+    from surrogate_bench.taskkit.metrics import average_precision, interpolated_average_precision
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(5, 200))
+        labels = rng.random(n) < 0.2
+        labels[0] = True
+        scores = rng.normal(size=n) + labels * rng.uniform(0, 3)
+        voc = interpolated_average_precision(torch.tensor(scores), torch.tensor(labels))
+        assert voc == pytest.approx(_voc_devkit_ap(scores, labels), abs=1e-12)
+        assert voc >= average_precision(torch.tensor(scores), torch.tensor(labels)) - 1e-12
+    assert np.isnan(interpolated_average_precision(torch.tensor([0.1, 0.2]), torch.tensor([0, 0])))

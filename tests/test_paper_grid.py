@@ -9,7 +9,7 @@ import pytest
 from surrogate_bench.cli import main
 from surrogate_bench.datasets.cifar import LAYOUTS
 from surrogate_bench.plugins.errors import SuiteError
-from surrogate_bench.running.grid import PAPER_ROWS, named_grid
+from surrogate_bench.launch.grid import PAPER_ROWS, named_grid
 
 
 def fake_cifar(root: Path, which: str) -> None:

@@ -12,9 +12,9 @@ import torch
 
 from surrogate_bench import cli
 from surrogate_bench.running import launch
-from surrogate_bench.running.launch import LaunchConfig, load_plugins
+from surrogate_bench.launch.executors import LaunchConfig, load_plugins
 from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
-from surrogate_bench.running.store import read_record
+from surrogate_bench.store.records import read_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 TINY, EXIT = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "exit_method.py")
@@ -100,17 +100,17 @@ def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
     assert len(logs) == 2, list((results / "submitit").iterdir())
 
 
-def test_worker_devices_round_robin_over_gpus(monkeypatch) -> None:
+def testworker_devices_round_robin_over_gpus(monkeypatch) -> None:
     import surrogate_bench.running.environment as environment
 
     chosen: list[torch.device] = []
     monkeypatch.setattr(environment, "resolve_device", lambda name: torch.device(name))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    got = [launch._worker_device("cuda", slot) for slot in range(5)]
+    got = [launch.worker_device("cuda", slot) for slot in range(5)]
     assert [d.index for d in got] == [0, 1, 2, 0, 1] and chosen == got
-    assert launch._worker_device("cuda:2", 0).index == 2
-    assert launch._worker_device("cpu", 1).type == "cpu"
+    assert launch.worker_device("cuda:2", 0).index == 2
+    assert launch.worker_device("cpu", 1).type == "cpu"
 
 
 def test_launch_config_validation() -> None:

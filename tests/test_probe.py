@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +91,7 @@ def test_probe_keys_follow_code_and_data_fingerprints(run_options, monkeypatch) 
     stores the same provenance block: changing any of them gives a new key, never a reuse."""
     from surrogate_bench.plugins.registry import get_task, method_for
     from surrogate_bench.probes import setup
-    from surrogate_bench.running.provenance import code_fingerprint
+    from surrogate_bench.store.provenance import code_fingerprint
 
     task = get_task("mnist-ap")
     method = method_for(task, "ce")

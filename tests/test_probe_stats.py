@@ -117,7 +117,7 @@ def test_probe_section_renders_old_and_new_records(tmp_path) -> None:
     """An old-construction record (no pool summary, no within-state statistics) renders with "—" cells and
     a note; a newer record of the same method replaces it; a descent record gets its own table."""
     from surrogate_bench.reporting.leaderboard import render
-    from surrogate_bench.running.store import write_record
+    from surrogate_bench.store.records import write_record
 
     base = {"kind": "probe", "status": "ok", "task": "mnist-ap", "profile": "quick", "metric_name": "AP", "environment": {},
             "method_params": {}, "points": [[0.1, 0.9], [0.2, 0.5]], "kendall": -0.5, "n_batches": 2}

@@ -4,7 +4,6 @@ reused; a user's runs go to the user results directory, never the published resu
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from pathlib import Path
 
@@ -17,10 +16,12 @@ from surrogate_bench.paths import DEFAULT_RESULTS_DIR, PUBLISHED_RESULTS_DIR, re
 from surrogate_bench.plugins.registry import get_task, load_plugin, method_for
 from surrogate_bench.reporting.fingerprints import split_by_fingerprint
 from surrogate_bench.running import provenance
-from surrogate_bench.running.launch import load_plugins
-from surrogate_bench.running.provenance import DigestCache, code_fingerprint, data_fingerprint
-from surrogate_bench.running.runner import RunOptions, RunSpec, resolve, run_one
-from surrogate_bench.running.store import read_record, write_record
+from surrogate_bench.launch.executors import load_plugins
+from surrogate_bench.store.provenance import DigestCache, code_fingerprint, data_fingerprint
+from surrogate_bench.running.options import RunOptions
+from surrogate_bench.running.runner import run_one
+from surrogate_bench.running.spec import RunSpec, resolve
+from surrogate_bench.store.records import read_record, write_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -75,7 +76,7 @@ def test_engine_training_path_keys_reporting_does_not(tmp_path: Path, monkeypatc
     task = get_task("tiny-ap")
     method = method_for(task, "ce")
     base = code_fingerprint(task, method)
-    for reporting in ("reporting/leaderboard.py", "cli.py", "running/store.py", "probes/probe.py"):
+    for reporting in ("reporting/leaderboard.py", "cli.py", "store/records.py", "launch/executors.py", "probes/probe.py"):
         (pkg / reporting).write_text((pkg / reporting).read_text() + "\n# reporting edit\n")
     assert code_fingerprint(task, method) == base
     (pkg / "uniloss" / "ap.py").write_text((pkg / "uniloss" / "ap.py").read_text() + "\n# engine edit\n")
@@ -224,3 +225,34 @@ def test_leaderboard_never_mixes_fingerprints_in_a_cell() -> None:
     mixed = split_by_fingerprint(pd.DataFrame([row(0, "a" * 64), row(1, "b" * 64), row(2, None),
                                                row(3, "c" * 64, evaluate_test=False)]))
     assert list(mixed["method"]) == ["ce@aaaaaa/dddddd", "ce@bbbbbb/dddddd", "ce@no-provenance"]
+
+
+def _copy_training_path(dst: Path) -> None:
+    """A copy of the package's training-path files under ``dst`` (same relative layout)."""
+    import shutil
+
+    from surrogate_bench.store.provenance import PACKAGE_ROOT, training_path_files
+
+    for f in training_path_files():
+        target = dst / f.relative_to(PACKAGE_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+
+
+def test_moving_an_unchanged_training_path_file_keeps_the_fingerprint_and_an_edit_changes_it(tmp_path,
+                                                                                              monkeypatch) -> None:
+    import surrogate_bench.store.provenance as provenance
+    from surrogate_bench.store.provenance import training_path_digest
+
+    _copy_training_path(tmp_path)
+    before = training_path_digest(tmp_path)
+    assert before == training_path_digest()  # the copy hashes like the package itself
+    moved = tmp_path / "running" / "step.py"
+    (tmp_path / "running" / "steps").mkdir()
+    moved.rename(tmp_path / "running" / "steps" / "one_step.py")  # moved and renamed, content unchanged
+    monkeypatch.setattr(provenance, "TRAINING_PATH", tuple(
+        "running/steps/one_step.py" if item == "running/step.py" else item for item in provenance.TRAINING_PATH))
+    assert training_path_digest(tmp_path) == before
+    target = tmp_path / "running" / "steps" / "one_step.py"
+    target.write_text(target.read_text() + "\n# an edit\n")
+    assert training_path_digest(tmp_path) != before

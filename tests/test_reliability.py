@@ -23,9 +23,10 @@ from surrogate_bench.plugins.contracts import SEED_MAX, Domain
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.registry import get_task, method_for, registry
 from surrogate_bench.running import runner
-from surrogate_bench.running.launch import load_plugins
-from surrogate_bench.running.runner import RunOptions, RunSpec, checkpoint_path, run_one
-from surrogate_bench.running.store import iter_records, read_record, record_problem, write_record
+from surrogate_bench.launch.executors import load_plugins
+from surrogate_bench.running.checkpoint import checkpoint_path
+from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
+from surrogate_bench.store.records import iter_records, read_record, record_problem, write_record
 from cli_helpers import run_cli
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -203,7 +204,7 @@ def test_parameter_outside_its_domain_is_exit_2_before_data(case, capsys, tmp_pa
 
 
 def test_seed_limits() -> None:
-    from surrogate_bench.running.grid import parse_seeds
+    from surrogate_bench.launch.grid import parse_seeds
 
     assert parse_seeds(f"0,{SEED_MAX}") == [0, SEED_MAX]
     for bad in (str(SEED_MAX + 1), "-1"):

@@ -119,14 +119,19 @@ def test_heatmap_lossnet_any_size_and_gradient(size: tuple[int, int]) -> None:
 
 
 # -- the method: artifact cache, released weights, training ----------------------------------
-def test_prepare_reuses_artifact_across_seeds(tmp_path: Path) -> None:
+def test_each_seed_learns_its_own_net_unless_the_loss_seed_is_pinned(tmp_path: Path) -> None:
     task, logs = BlobTask(), []
     before = artifact.BUILDS["count"]
     first = get_method("reloss", **FAST).prepare(task, context(task, tmp_path, logs, "smoke", seed=0))
-    second = get_method("reloss", **FAST).prepare(task, context(task, tmp_path, logs, "smoke", seed=3))
-    assert artifact.BUILDS["count"] == before + 1
-    assert first["reused"] is False and second["reused"] is True and first["sha256"] == second["sha256"]
+    own = get_method("reloss", **FAST).prepare(task, context(task, tmp_path, logs, "smoke", seed=3))
+    assert artifact.BUILDS["count"] == before + 2 and own["reused"] is False  # seed 3 learns its own net
+    assert (first["loss_seed"], own["loss_seed"]) == (0, 3) and first["sha256"] != own["sha256"]
+    again = get_method("reloss", **FAST).prepare(task, context(task, tmp_path, logs, "smoke", seed=3))
+    assert again["reused"] is True and again["sha256"] == own["sha256"]
     assert any("reusing artifact" in line for line in logs)
+    pinned = [get_method("reloss", loss_seed=0, **FAST).prepare(task, context(task, tmp_path, logs, "smoke", seed=s))
+              for s in (5, 6)]
+    assert pinned[0]["sha256"] == pinned[1]["sha256"] == first["sha256"]  # one shared net, as before 0.2.0
     other = get_method("reloss", lr=0.02, **FAST).prepare(task, context(task, tmp_path, logs, "smoke"))
     assert other["reused"] is False and other["path"] != first["path"]  # settings are part of the key
 
@@ -197,7 +202,7 @@ def test_learned_loss_ranks_batches_better_than_ce(task_name: str, dataset: str,
     """On held-out batches at the quick profile, Spearman(loss, metric) is more negative than CE's."""
     if not (data_root / dataset).exists():
         pytest.skip(f"{dataset} not under the data root")
-    from surrogate_bench.running.runner import load_task_data
+    from surrogate_bench.running.data_cache import load_task_data
 
     task = get_task(task_name)
     profile = task.profile("quick")

@@ -12,7 +12,7 @@ import pytest
 from surrogate_bench import results
 from surrogate_bench.cli import main
 from surrogate_bench.reporting.leaderboard import render
-from surrogate_bench.running.store import write_record
+from surrogate_bench.store.records import write_record
 
 
 def _rec(root: Path, task: str, method: str, seed: int, value: float | None, profile: str = "quick", **kw) -> None:

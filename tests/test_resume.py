@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from surrogate_bench.running.launch import load_plugins
-from surrogate_bench.running.runner import RunOptions, RunSpec, _SimulatedCrash, checkpoint_path, run_one
-from surrogate_bench.running.store import read_record
+from surrogate_bench.launch.executors import load_plugins
+from surrogate_bench.running.checkpoint import checkpoint_path
+from surrogate_bench.running.options import SimulatedCrash
+from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
+from surrogate_bench.store.records import read_record
 
 PLUGIN = Path(__file__).parent / "plugins" / "tiny_ap_task.py"
 TASK, PROFILE = "tiny-ap", "smoke"  # synthetic data, 6 short epochs
@@ -133,7 +135,7 @@ def test_bad_checkpoint_means_fresh_start(damage, reference, data_root, tmp_path
         (ckpt.parent / f".{ckpt.name}.x1y2.tmp").write_bytes(b"half a checkpoint")  # a kill during a save
     else:  # a real checkpoint after 2 epochs, then damaged or filed under another key
         other = RunSpec(TASK, "ce", PROFILE, 1) if damage == "other-key" else spec
-        with pytest.raises(_SimulatedCrash):
+        with pytest.raises(SimulatedCrash):
             run_one(other, RunOptions(**{**opts.__dict__, "stop_after_epochs": 2}))
         src = checkpoint_path(results, other.key_at(data_root))
         data = src.read_bytes()
@@ -152,7 +154,7 @@ def test_resume_in_process_after_simulated_crash(reference, data_root, tmp_path)
     opts = RunOptions(results_dir=tmp_path, data_root=data_root, device=torch.device("cpu"), progress=False,
                       log=logs.append)
     spec = RunSpec(TASK, "ce", PROFILE, 0)
-    with pytest.raises(_SimulatedCrash):
+    with pytest.raises(SimulatedCrash):
         run_one(spec, RunOptions(**{**opts.__dict__, "stop_after_epochs": 3}))
     assert read_record(spec.record_path(tmp_path, spec.key_at(data_root))) is None
     rec = run_one(spec, opts)

@@ -9,7 +9,7 @@ import pytest
 
 from surrogate_bench.cli import main
 from surrogate_bench.running.runner import RunSpec, run_one
-from surrogate_bench.running.store import read_record
+from surrogate_bench.store.records import read_record
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -30,7 +30,8 @@ def test_record_and_reuse(run_options) -> None:
     for field in ("key", "task", "method", "task_params", "method_params", "profile", "seed", "best_val_metric",
                   "history", "wall_time_s", "train_samples_per_s", "environment"):
         assert field in rec
-    assert rec["environment"]["torch"] and rec["environment"]["device_name"]
+    assert rec["provenance"]["package_versions"]["torch"] and rec["environment"]["device_name"]
+    assert rec["environment"]["threads"] >= 1 and "git_commit" not in rec["environment"]  # one block each
     key = spec.key_at(run_options.data_root)
     path = spec.record_path(run_options.results_dir, key)
     mtime = path.stat().st_mtime_ns

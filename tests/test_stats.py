@@ -10,8 +10,9 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from surrogate_bench.reporting.stats import Paired, best_detectable, cells, dedupe_runs, paired_test, t_interval
-from surrogate_bench.taskkit.bootstrap import bootstrap_interval
+from surrogate_bench.reporting.cells import best_detectable, cells, dedupe_runs
+from surrogate_bench.stats.seeds import Paired, paired_test, t_interval
+from surrogate_bench.stats.bootstrap import bootstrap_interval
 from surrogate_bench.taskkit.metrics import accuracy
 
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.registry import get_task, method_for
-from surrogate_bench.running.cuda_graphs import graphed_loss
-from surrogate_bench.running.runner import make_optimizer, predict, train_step
+from surrogate_bench.losses.graphed import graphed_loss
+from surrogate_bench.running.step import make_optimizer, predict, train_step
 from surrogate_bench.running.step_capture import ENV, StepCapture, eager_loss, resolve_mode
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -11,10 +11,10 @@ import torch
 from surrogate_bench.cli import main
 from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.plugins.registry import get_task
-from surrogate_bench.running.launch import load_plugins
+from surrogate_bench.launch.executors import load_plugins
 from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
-from surrogate_bench.running.store import read_record
-from surrogate_bench.running.tune import grid_points, parse_grid, tune
+from surrogate_bench.store.records import read_record
+from surrogate_bench.launch.tune import grid_points, parse_grid, tune
 
 PLUGINS = Path(__file__).parent / "plugins"
 FILES = [PLUGINS / "tiny_ap_task.py", PLUGINS / "tiny_fast_task.py", PLUGINS / "no_test_split_task.py"]

@@ -245,11 +245,19 @@ class Task(Configurable):
     # ``method_defaults`` does not inherit its parent's (they were tuned for the parent's metric).
     METRIC_DEFINING: ClassVar[tuple[str, ...]] = ("metric_name", "score", "metric", "decode", "refactoring")
 
+    # A subclass that changes how the metric is computed (score, metric, decode, metric_name) but not
+    # ``refactoring`` loses its parent's refactoring (UniLoss would optimise the parent's ``g``), unless it
+    # sets ``inherits_refactoring = True`` to say the parent's still reproduces its metric.
+    inherits_refactoring: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = vars(cls)
         if "method_defaults" not in own and any(k in own for k in cls.METRIC_DEFINING):
             cls.method_defaults = {}
+        metric_changed = any(k in own for k in cls.METRIC_DEFINING if k != "refactoring")
+        if metric_changed and "refactoring" not in own and not own.get("inherits_refactoring", False):
+            cls.refactoring = Task.refactoring  # type: ignore[method-assign]
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -296,6 +304,11 @@ class Task(Configurable):
     def batch_metric(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """The exact metric per batch for a stack of batches (B x n x ...) -> B values (for probes)."""
         return torch.tensor([self.metric(o, t) for o, t in zip(outputs, targets)])
+
+    def extra_metrics(self, predictions: Tensor, targets: Tensor) -> dict[str, float]:
+        """Secondary definitions of the metric recorded beside the verdict's one (e.g. a release's
+        interpolated AP); never used for a verdict. Default: none."""
+        return {}
 
     def refactoring(self) -> Any:
         """The UniLoss refactoring (comparisons, ground-truth binaries, g), or None if not refactorable."""

@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from ..plugins.contracts import Task, TaskData
 from ..plugins.registry import get_task, method_for
 from ..running.environment import environment
-from ..running.runner import RunOptions
-from ..running.store import recorded
+from ..running.options import RunOptions
+from ..store.records import recorded
 from .pool import ProbePool, baseline_method, probe_split
 from .setup import is_baseline, prepare_probe, probe_identity
 from .stats import cluster_mean

@@ -28,9 +28,10 @@ from .. import __version__
 from ..plugins.contracts import Profile, Task, TaskData
 from ..plugins.registry import method_for
 from ..reloss.collect import randomize_targets
-from ..running.provenance import code_fingerprint, source_digest
-from ..running.runner import autocast, make_optimizer, train_step
-from ..running.store import atomic_write_bytes
+from ..store.provenance import code_fingerprint, source_digest
+from ..running.baseline import train_baseline
+from ..running.step import autocast
+from ..store.records import atomic_write_bytes
 
 POOL_VERSION = 2  # bump when the construction changes what a pool holds
 STATES = 8  # snapshots at steps k * total / STATES, k = 1..STATES (the last = the end of the baseline run)
@@ -117,29 +118,15 @@ def snapshot_steps(total: int, states: int = STATES) -> list[int]:
     return sorted({max(1, round(k * total / states)) for k in range(1, states + 1)})
 
 
-def train_baseline(task: Task, data: TaskData, profile: Profile, device: torch.device, seed: int,
-                   at: list[int]) -> list[dict[str, Tensor]]:
+def baseline_states(task: Task, data: TaskData, profile: Profile, device: torch.device, seed: int,
+                    at: list[int]) -> list[dict[str, Tensor]]:
     """The baseline loss trained with the profile's optimiser and schedule; CPU state dicts at steps ``at``."""
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    model = task.build_model().to(device)
     loss_fn = method_for(task, baseline_method(task)).make_loss(task)
-    opt = make_optimizer(profile, model.parameters())
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(profile.milestones), profile.gamma)
-    train = data.train
-    bs = min(profile.batch_size, len(train))
-    steps_per_epoch = len(train) // bs
-    wanted, states, step = set(at), [], 0
-    for _ in range(profile.epochs):
-        perm = torch.randperm(len(train), device=device, generator=gen)
-        model.train()
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs:(i + 1) * bs]
-            train_step(task, model, loss_fn, opt, train.x[idx], train.y[idx], gen, device, profile.amp)
-            step += 1
-            if step in wanted:
-                states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        sched.step()
+    states: list[dict[str, Tensor]] = []
+    train_baseline(task, data, profile, loss_fn, gen, at,
+                   lambda step, model: states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
     return states
 
 
@@ -153,7 +140,7 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
         raise ValueError(f"probe split of {task.name} has {len(probe)} samples; need at least {n}")
     total = (len(data.train) // min(profile.batch_size, len(data.train))) * profile.epochs
     steps = snapshot_steps(total)
-    weights = train_baseline(task, data, profile, device, seed, steps)
+    weights = baseline_states(task, data, profile, device, seed, steps)
     gen = torch.Generator().manual_seed(seed + 1)
     ys = probe.y.cpu()
     m = len(probe) // n * n

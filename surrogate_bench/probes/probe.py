@@ -15,8 +15,8 @@ import torch
 
 from ..plugins.registry import get_task, method_for
 from ..running.environment import environment
-from ..running.runner import RunOptions
-from ..running.store import recorded
+from ..running.options import RunOptions
+from ..store.records import recorded
 from .pool import baseline_method
 from .setup import is_baseline, prepare_probe, probe_identity
 from .stats import N_BOOTSTRAP, kendall, rank_stats, spearman  # noqa: F401  (re-exported: the probe's statistics)

@@ -12,8 +12,10 @@ from typing import Any, Callable
 
 from ..plugins.contracts import Method, PrepareContext, Profile, Task, TaskData
 from ..plugins.registry import method_for
-from ..running.provenance import code_fingerprint, data_fingerprint, provenance, source_digest
-from ..running.runner import DATA_UNAVAILABLE, RunOptions, load_task_data
+from ..store.provenance import code_fingerprint, data_fingerprint, provenance, source_digest
+from ..running.data_cache import load_task_data
+from ..running.options import RunOptions
+from ..running.spec import DATA_UNAVAILABLE
 from .pool import ProbePool, baseline_method, load_or_build_pool
 
 PROBES_ROOT = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ import torch
 from filelock import FileLock
 
 from ..plugins.errors import SuiteError
-from ..running.store import atomic_write_bytes
+from ..store.records import atomic_write_bytes
 
 BUILDS = {"count": 0}  # artifacts built in this process (tests check reuse with it)
 

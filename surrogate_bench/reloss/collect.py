@@ -79,30 +79,13 @@ def snapshot(task: Task, model: torch.nn.Module, x: Tensor, chunk: int) -> Tenso
 def stage_outputs(task: Task, data: TaskData, profile: Profile, pool_x: Tensor, total_steps: int, stages: int,
                   gen: torch.Generator, log: Callable[[str], None]) -> list[Tensor]:
     """Train a fresh model with the baseline loss on the training split; its outputs on the pool per stage."""
-    from ..running.runner import make_optimizer
+    from ..running.baseline import train_baseline
 
-    device = pool_x.device
-    model = task.build_model().to(device)
-    optimizer = make_optimizer(profile, model.parameters())
-    snaps = set(stage_steps(total_steps, stages))
-    n, bs = len(data.train), min(profile.batch_size, len(data.train))
-    outs, step, perm, pos = [], 0, torch.randperm(n, device=device, generator=gen), 0
-    while True:
-        if step in snaps:
-            outs.append(snapshot(task, model, pool_x, profile.eval_batch_size))
-        if step >= max(snaps):
-            break
-        if pos + bs > n:
-            perm, pos = torch.randperm(n, device=device, generator=gen), 0
-        idx = perm[pos:pos + bs]
-        pos += bs
-        xb, yb = task.train_batch(data.train.x[idx], data.train.y[idx], gen)
-        loss = baseline_values(task, model(xb).float(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-    log(f"reloss: collected outputs at steps {sorted(snaps)} of a baseline run on {n} training samples")
+    snaps = stage_steps(total_steps, stages)
+    outs: list[Tensor] = []
+    train_baseline(task, data, profile, lambda out, y: baseline_values(task, out, y), gen, snaps,
+                   lambda step, model: outs.append(snapshot(task, model, pool_x, profile.eval_batch_size)))
+    log(f"reloss: collected outputs at steps {snaps} of a baseline run on {len(data.train)} training samples")
     return outs
 
 

@@ -9,6 +9,7 @@ have no test metric) are dropped.
 from __future__ import annotations
 
 import pandas as pd
+from .labels import method_defaults
 
 
 def fingerprint_pair(record_provenance: object) -> tuple[str, str] | None:
@@ -48,13 +49,12 @@ def tuning_table(tunes: pd.DataFrame) -> str:
         return ""
     from tabulate import tabulate
 
-    from .leaderboard import _defaults
 
     rows = []
     for r in tunes[tunes["status"] == "ok"].itertuples():
         choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))
         grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sorted((r.grid or {}).items()))
-        defaults = _defaults(r.task, r.method)
+        defaults = method_defaults(r.task, r.method)
         used = all(defaults.get(k, object()) == v for k, v in (r.choice or {}).items())
         rows.append([r.task, r.method, r.profile, grid, f"{r.budget} × seeds {','.join(map(str, r.seeds))}", choice,
                      f"{r.choice_val_metric:.4f}", "yes" if used else "no (diagnostic)", str(r.key)[:10]])

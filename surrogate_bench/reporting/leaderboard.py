@@ -10,9 +10,11 @@ from tabulate import tabulate
 from . import probe_section
 from .. import results
 from ..plugins.catalog import PLUMBING_PROFILES
-from ..running.store import atomic_write_bytes, records_frame
+from ..store.records import atomic_write_bytes, records_frame
 from .fingerprints import split_by_fingerprint, tuning_table
-from .stats import ALPHA, CELL_KEYS, Cell, best_detectable, cells, dedupe_runs
+from .labels import empty_cell, labelled
+from ..stats.seeds import ALPHA
+from .cells import CELL_KEYS, Cell, best_detectable, cells, dedupe_runs
 
 PROFILE_ORDER = ["smoke", "quick", "paper"]
 METRIC_LEGEND = (
@@ -23,45 +25,6 @@ METRIC_LEGEND = (
     "(1000 resamples of the test samples) instead: it measures test-sampling error only, not seed-to-seed "
     "variation. **Bold** = the best mean, only when its paired lead over the runner-up and over the baseline "
     "is detectable.")
-
-
-def _defaults(task: str, method: str) -> dict:
-    """The parameters ``method`` runs with on ``task`` by default: its own, then the task's tuned ones."""
-    from ..plugins.errors import SuiteError
-    from ..plugins.registry import registry
-
-    try:
-        defaults = dict(registry().get_class("method", method).params)
-    except SuiteError:
-        return {}
-    try:
-        defaults.update(registry().get_class("task", task).method_defaults.get(method, {}))
-    except SuiteError:
-        pass
-    return defaults
-
-
-def method_label(method: str, params: dict | None, task: str = "") -> str:
-    """The method's name, plus its parameters that differ from its defaults on ``task`` (the task's tuned
-    settings included), so two settings never share a column."""
-    defaults = _defaults(task, method)
-    diff = {k: v for k, v in sorted((params or {}).items()) if defaults.get(k, object()) != v}
-    return method + ("[" + ",".join(f"{k}={_value(v, defaults.get(k))}" for k, v in diff.items()) + "]" if diff else "")
-
-
-def _value(v: object, default: object) -> str:
-    """A value of an integer parameter as an integer (512, not the 512.0 the command line's float parse gives)."""
-    integral = isinstance(default, int) and not isinstance(default, bool)
-    return str(int(v)) if integral and isinstance(v, float) and v.is_integer() else str(v)
-
-
-def _labelled(df: pd.DataFrame) -> pd.DataFrame:
-    if df.empty:
-        return df
-    df = df.copy()
-    df["method"] = [method_label(m, p, t) for m, p, t in zip(df["method"], results.nested(df, "method_params"),
-                                                              df["task"])]
-    return df
 
 
 def tuned_settings(tasks: list[str]) -> str:
@@ -157,48 +120,11 @@ def metric_table(runs: pd.DataFrame, profile: str, cell_keys: tuple[str, ...] = 
                     cell = format_cell(task_cells[method], higher, method == baselines[task])
                     rows.append([label, f"**{method}**" if method == best else method,
                                  f"**{cell}**" if method == best else cell])
-                elif (why := _empty_cell(tdf[tdf["method"] == method])) not in ("", "n/a"):
+                elif (why := empty_cell(tdf[tdf["method"] == method])) not in ("", "n/a"):
                     rows.append([label, method, why])
     seeds = (f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}–{max(ns)}") if ns else "0"
     return tabulate(rows, headers=[f"task (metric) · {seeds} seed(s) per cell", "method",
                                    "test metric · paired vs baseline"], tablefmt="github")
-
-
-def _empty_cell(mdf: pd.DataFrame) -> str:
-    """Why a cell has no number: no data here, not applicable, or failed."""
-    if mdf.empty:
-        return ""
-    skip = mdf["skip"] if "skip" in mdf else pd.Series([None] * len(mdf), index=mdf.index)
-    if (mdf["status"] == "failed").any():
-        return "failed"
-    if (skip == "data").any():
-        return "no data here"
-    if (skip == "unsupported").any():
-        return "n/a"
-    return ", ".join(sorted(mdf["status"].unique()))
-
-
-def probe_table(probes: pd.DataFrame, profile: str) -> str:
-    """Tasks x methods: Spearman rho [95% CI] and Kendall tau; the most negative rho per task in bold."""
-    df = probes[(probes["profile"] == profile)]
-    methods = sorted(df["method"].unique())
-    rows = []
-    for task in sorted(df["task"].unique()):
-        tdf = df[df["task"] == task]
-        ok = tdf[tdf["status"] == "ok"].set_index("method")
-        rhos = ok["spearman"].dropna() if "spearman" in ok else pd.Series(dtype=float)
-        best = rhos.idxmin() if len(rhos) > 1 else None
-        row = [f"{task} (batch {tdf.iloc[0].get('metric_name', 'metric')})"]
-        for method in methods:
-            if method in ok.index and ok.loc[method, "spearman"] == ok.loc[method, "spearman"]:
-                r = ok.loc[method]
-                cell = (f"{r['spearman']:+.3f} [{r['spearman_ci_low']:+.3f}, {r['spearman_ci_high']:+.3f}] "
-                        f"τ {r['kendall']:+.3f}")
-                row.append(f"**{cell}**" if method == best else cell)
-            else:
-                row.append(_empty_cell(tdf[tdf["method"] == method]))
-        rows.append(row)
-    return tabulate(rows, headers=["task", *methods], tablefmt="github")
 
 
 def quoted_table(rows: list[dict[str, str]]) -> str:
@@ -221,7 +147,9 @@ def conditions(runs: pd.DataFrame, profile: str) -> str:
     if df.empty:
         return ""
     envs = pd.DataFrame(results.nested(df, "environment"))
-    column = lambda name: envs[name].dropna() if name in envs else []  # noqa: E731  (hand-made records)
+    prov = pd.DataFrame(results.nested(df, "provenance"))
+    column = lambda name: (prov[name].dropna() if name in prov else envs[name].dropna() if name in envs  # noqa: E731
+                           else [])  # git_commit: in provenance (before 0.2.0 also in environment)
     devices = ", ".join(sorted({str(d) for d in column("device_name")})) or "unknown"
     commits = ", ".join(sorted({str(c)[:10] for c in column("git_commit")})) or "unknown"
     seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
@@ -236,9 +164,9 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
     from .references import QUOTED_METRICS, QUOTED_PROBES
 
     all_runs, all_probes = results.load(Path(results_dir), "run"), results.load(Path(results_dir), "probe")
-    runs = dedupe_runs(split_by_fingerprint(_labelled(_with_nested(_published(all_runs, include_plumbing),
+    runs = dedupe_runs(split_by_fingerprint(labelled(_with_nested(_published(all_runs, include_plumbing),
                                                                    "provenance"))))
-    probes = _labelled(_with_nested(_published(all_probes, include_plumbing), "pool"))
+    probes = labelled(_with_nested(_published(all_probes, include_plumbing), "pool"))
     descents = probe_section.descent_frame(Path(results_dir))
     parts = ["# surrogate_bench leaderboard", "",
              "Generated by `python -m surrogate_bench leaderboard` from the run records under "

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from ..running.store import records_frame
+from ..store.records import records_frame
+from .labels import empty_cell, labelled
 
 SPEARMAN_LINE = ("**Spearman probe** — does the loss's *value* rank batches like the exact metric? Spearman ρ "
                  "between batch loss and batch metric (papers' sign: −1 = ranks them exactly like the metric).")
@@ -30,9 +31,8 @@ STATS_LINE = ("ρ overall (all batches), within states (ρ inside each model sta
 
 def descent_frame(results_dir: Path) -> pd.DataFrame:
     """The descent records, labelled like the other tables (method parameters that differ from defaults)."""
-    from .leaderboard import _labelled
 
-    return _labelled(records_frame(Path(results_dir), "descent"))
+    return labelled(records_frame(Path(results_dir), "descent"))
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +93,6 @@ def pool_line(task: str, rec: pd.Series, metric_name: str) -> str:
 
 def spearman_table(probes: pd.DataFrame, profile: str) -> str:
     """One row per (task, method): rho overall / within / between with intervals, tau, paired delta vs baseline."""
-    from .leaderboard import _empty_cell
 
     df = probes[probes["profile"] == profile]
     rows = []
@@ -104,7 +103,7 @@ def spearman_table(probes: pd.DataFrame, profile: str) -> str:
         best = rhos.idxmin() if len(rhos) > 1 else None
         for method in sorted(tdf["method"].unique()):
             if method not in ok.index:
-                rows.append([task, method, _empty_cell(tdf[tdf["method"] == method]), "", "", "", "", ""])
+                rows.append([task, method, empty_cell(tdf[tdf["method"] == method]), "", "", "", "", ""])
                 continue
             r = ok.loc[method]
             overall = _ci(r, "spearman")
@@ -149,7 +148,6 @@ def _states(rec: pd.Series) -> str:
 def descent_table(descents: pd.DataFrame, profile: str) -> str:
     """One row per (task, method): mean metric change over states and step sizes, paired delta vs baseline,
     the change at each step size, cosine."""
-    from .leaderboard import _empty_cell
 
     df = descents[descents["profile"] == profile]
     rows, sizes = [], None
@@ -158,7 +156,7 @@ def descent_table(descents: pd.DataFrame, profile: str) -> str:
         ok = tdf[tdf["status"] == "ok"].set_index("method")
         for method in sorted(tdf["method"].unique()):
             if method not in ok.index:
-                rows.append([task, method, _empty_cell(tdf[tdf["method"] == method]), "", "", "", ""])
+                rows.append([task, method, empty_cell(tdf[tdf["method"] == method]), "", "", "", ""])
                 continue
             r = ok.loc[method]
             if isinstance(r.get("by_step_size"), list) and r.get("by_step_size"):

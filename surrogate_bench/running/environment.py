@@ -1,28 +1,14 @@
-"""Facts about the machine and code a run record carries: versions, device, git commit; seeding."""
+"""Facts about the machine a run record carries (device, threads, host); seeding; device choice."""
 
 from __future__ import annotations
 
-import functools
 import platform
 import random
-import subprocess
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..paths import REPO_ROOT
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def device_name(device: torch.device) -> str:
@@ -32,18 +18,14 @@ def device_name(device: torch.device) -> str:
 
 
 def environment(device: torch.device) -> dict:
-    import torchvision
-
+    """Where a record was produced: suite version, device, threads, host. The code's identity (git state,
+    package versions, fingerprints) is the record's ``provenance`` block, kept once there."""
     return {
         "surrogate_bench": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
         "device": str(device),
         "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
         "host": platform.node(),
-        "git_commit": git_commit(),
     }
 
 

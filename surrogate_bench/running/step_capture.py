@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..plugins.contracts import Task
 from ..plugins.errors import SuiteError
-from .runner import autocast, train_step
+from .step import autocast, train_step
 
 MODES = ("auto", "graph", "compile", "eager")
 ENV = "SURROGATE_BENCH_STEP_CAPTURE"  # default for --step-capture (auto when unset)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +33,22 @@ def average_precision(scores: Tensor, labels: Tensor) -> float:
     recall = tps / n_pos
     d_recall = torch.diff(recall, prepend=recall.new_zeros(1))
     return float((d_recall * precision).sum())
+
+
+def interpolated_average_precision(scores: Tensor, labels: Tensor) -> float:
+    """VOC all-point *interpolated* AP (the UniLoss release's MNIST metric): the area under the precision
+    envelope (at each recall, the best precision at that recall or beyond), from scikit-learn's
+    precision-recall curve (ties share a threshold). It is >= :func:`average_precision`. NaN without positives.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    y = labels.detach().flatten().cpu().numpy().astype(bool)
+    if not y.any():
+        return float("nan")
+    precision, recall, _ = precision_recall_curve(y, scores.detach().flatten().double().cpu().numpy())
+    precision, recall = precision[::-1], recall[::-1]  # recall ascending from 0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(recall) * envelope[1:]))
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -23,9 +23,11 @@ from typing import Any, Callable, Iterable
 from ..plugins.contracts import coerce
 from ..plugins.errors import SuiteError
 from ..plugins.registry import get_task, method_for, registry
-from .provenance import git_state
-from .runner import RunOptions, RunSpec, resolve, run_one
-from .store import write_record
+from ..store.provenance import git_state
+from ..running.options import RunOptions
+from ..running.runner import run_one
+from ..running.spec import RunSpec, resolve
+from ..store.records import write_record
 
 SELECTION = "final_val_metric"
 

@@ -10,7 +10,7 @@ from ..plugins.contracts import SEED_MAX
 from ..plugins.errors import SuiteError
 from ..plugins.registry import registry
 from ..plugins.suggest import did_you_mean
-from .runner import RunSpec
+from ..running.spec import RunSpec
 
 
 def split_names(value: str | None) -> list[str]:

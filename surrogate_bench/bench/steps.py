@@ -19,8 +19,9 @@ from tabulate import tabulate
 
 from ..plugins.contracts import Method, Task
 from ..plugins.errors import DataUnavailable, SuiteError
-from .runner import autocast, load_task_data, make_optimizer
-from .step_capture import StepCapture
+from ..running.data_cache import load_task_data
+from ..running.step import autocast, make_optimizer
+from ..running.step_capture import StepCapture
 
 
 def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device, blocks: int = 5) -> float:
@@ -129,6 +130,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_json(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
-    from .store import atomic_write_bytes
+    from ..store.records import atomic_write_bytes
 
     atomic_write_bytes(Path(path), json.dumps({"meta": meta, "rows": rows}, indent=1, default=str).encode())

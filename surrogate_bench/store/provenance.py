@@ -2,10 +2,11 @@
 
 * **Code fingerprint** -- sha256 over the task's and the method's plugin files and the engine modules on the
   training path (:data:`TRAINING_PATH`), plus torch's release. Reporting code (leaderboard, plots, CLI,
-  launchers, store, bench, probes) is left out, so editing it never invalidates a run. Contents are hashed
-  with CRLF -> LF and keyed by package-relative paths (plugin files by their role), so one checkout gives
-  the same fingerprint on every machine. Any engine file on the list changing re-keys every run: coarse,
-  but nothing that shapes a result can slip past.
+  launchers, store, bench, probes) is left out, so editing it never invalidates a run. Training-path files
+  are hashed by *content* only (CRLF -> LF), as a sorted list of digests under the logical name
+  ``training_path``: moving or renaming an unchanged file keeps every key, while any edit changes it, and
+  one checkout gives the same fingerprint on every machine. Any engine file on the path changing re-keys
+  every run: coarse, but nothing that shapes a result can slip past.
 * **Data fingerprint** -- sha256 over the (name, size, sha256) of every file the task declares it reads
   (:meth:`Task.data_files`); the per-file digests are cached by (path, size, mtime_ns, inode) in
   ``$SURROGATE_BENCH_CACHE`` (default ``~/.cache/surrogate_bench``)/``digests.json``, so a 180 MB CIFAR copy
@@ -38,8 +39,9 @@ from ..plugins.errors import DataUnavailable
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # Engine modules and subpackages whose code decides a run's numbers (relative to the package).
 TRAINING_PATH: tuple[str, ...] = (
-    "plugins/contracts.py", "plugins/registry.py", "running/runner.py", "running/environment.py",
-    "running/cuda_graphs.py", "datasets", "models", "taskkit", "uniloss", "reloss",
+    "plugins/contracts.py", "plugins/registry.py", "running/runner.py", "running/step.py",
+    "running/checkpoint.py", "running/data_cache.py", "running/baseline.py", "running/environment.py",
+    "running/step_capture.py", "stats/bootstrap.py", "losses", "datasets", "models", "taskkit", "uniloss", "reloss",
 )
 CACHE_ENV = "SURROGATE_BENCH_CACHE"
 DEFAULT_CACHE = Path("~/.cache/surrogate_bench")
@@ -81,14 +83,18 @@ def torch_release() -> str:
     return torch.__version__.split("+")[0]
 
 
+def training_path_digest(root: Path | None = None) -> list[str]:
+    """The training-path files' content digests, sorted: where a file lives does not enter a key."""
+    return sorted(source_digest(path) for path in training_path_files(root))
+
+
 def code_fingerprint(task: Task, method: Method) -> str:
     """sha256 over the task's and method's plugin files, the training-path engine files and torch's release."""
-    parts: list[tuple[str, str]] = [("torch", torch_release())]
+    parts: list[tuple[str, Any]] = [("torch", torch_release())]
     for role, obj in (("task", task), ("method", method)):
         path = plugin_file(obj)
         parts.append((f"plugin:{role}", source_digest(path) if path else f"unknown:{type(obj).__qualname__}"))
-    for path in training_path_files():
-        parts.append((path.relative_to(PACKAGE_ROOT).as_posix(), source_digest(path)))
+    parts.append(("training_path", training_path_digest()))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -140,7 +146,7 @@ class DigestCache:
         """Best effort: an unwritable cache only means hashing again next time."""
         if not self.dirty:
             return
-        from .store import atomic_write_bytes
+        from .records import atomic_write_bytes
 
         try:
             atomic_write_bytes(self.path, json.dumps(self.entries, sort_keys=True).encode())
@@ -175,9 +181,9 @@ def data_fingerprint(task: Task, data_root: Path, cache: DigestCache | None = No
 
 
 # -- record facts --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout the code runs from; (None, None) outside a git work tree."""
+    """(commit, dirty) of the checkout the code runs from, read anew for every record (a process that
+    outlives a commit or an edit never stamps a stale state); (None, None) outside a git work tree."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)

@@ -27,13 +27,13 @@ def _worker(out: Any, barrier: Any, slot: int, task_name: str, method_name: str,
     try:
         torch.set_num_threads(threads)
         from ..plugins.registry import get_task, method_for
-        from .bench import batch_for
-        from .launch import _worker_device, load_plugins
-        from .runner import make_optimizer
-        from .step_capture import StepCapture
+        from .steps import batch_for
+        from ..launch.executors import worker_device, load_plugins
+        from ..running.step import make_optimizer
+        from ..running.step_capture import StepCapture
 
         load_plugins(plugins)
-        dev = _worker_device(device, slot)
+        dev = worker_device(device, slot)
         task = get_task(task_name)
         method = method_for(task, method_name)
         reason = method.supports(task) or ("learned: needs its prepared artifact" if method.learned else None)

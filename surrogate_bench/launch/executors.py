@@ -26,9 +26,11 @@ except ImportError:  # submitit is only needed by --launcher submitit / submitit
     Checkpointable = object  # type: ignore[assignment,misc]
 
 from ..plugins.errors import SuiteError
-from .runner import DeadlineReached, RunOptions, RunSpec, base_record, resolve, run_one
+from ..running.options import DeadlineReached, RunOptions
+from ..running.runner import base_record, run_one
+from ..running.spec import Resolved, RunSpec, resolve
 from .signals import children_ignore_sigint, die_with_parent
-from .store import os_error_line, read_record, write_record
+from ..store.records import os_error_line, read_record, write_record
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -88,14 +90,14 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
             yield run_one(spec, opts)
         return
     opts = replace(opts, progress=False, log=log_stderr)
-    todo = []
+    todo: list[Resolved] = []
     for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
         r = resolve(spec, replace(opts, download=False))
         existing = None if opts.force else read_record(r.path, r.key, opts.log, spec.expected_fields())
         if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
         else:
-            todo.append(spec)
+            todo.append(r)
     if not todo:
         return
     if cfg.launcher == "local":
@@ -117,7 +119,7 @@ def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str
     try:
         torch.set_num_threads(threads)
         load_plugins(plugins)
-        conn.send(("record", run_one(spec, replace(opts, device=_worker_device(device, slot)))))
+        conn.send(("record", run_one(spec, replace(opts, device=worker_device(device, slot)))))
     except SuiteError as exc:
         conn.send(("error", str(exc)))
     except DeadlineReached as exc:
@@ -133,8 +135,8 @@ def _process_main(conn: Any, spec: RunSpec, opts: RunOptions, plugins: tuple[str
         conn.close()
 
 
-def _worker_device(name: str, index: int = 0) -> torch.device:
-    from .environment import resolve_device
+def worker_device(name: str, index: int = 0) -> torch.device:
+    from ..running.environment import resolve_device
 
     dev = resolve_device(name)
     if dev.type == "cuda":
@@ -152,7 +154,7 @@ def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], dev
     if threads:
         torch.set_num_threads(threads)
     load_plugins(plugins)
-    return run_one(spec, replace(opts, device=_worker_device(device)))
+    return run_one(spec, replace(opts, device=worker_device(device)))
 
 
 class SubmititRun(Checkpointable):
@@ -170,10 +172,9 @@ def _threads_per_job(jobs: int) -> int:
     return max(1, torch.get_num_threads() // jobs)
 
 
-def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
+def _lost_run(r: Resolved, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
     """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
-    r = resolve(spec, replace(opts, download=False))
-    path = r.path
+    spec, path = r.spec, r.path
     existing = read_record(path, r.key, expect=spec.expected_fields())
     if existing is not None and path.stat().st_mtime >= since:
         return existing
@@ -185,7 +186,7 @@ def _lost_run(spec: RunSpec, opts: RunOptions, reason: str, since: float = 0.0) 
     return record
 
 
-def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
     """At most ``jobs`` runs at once, each in its own spawned process (a crash loses only that run)."""
     from multiprocessing.connection import wait
 
@@ -193,13 +194,14 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
     slots = min(cfg.jobs, len(specs))
     threads = _threads_per_job(slots)
     pending, free = list(specs), list(range(slots))
-    running: dict[Any, tuple[Any, Any, RunSpec, int, float]] = {}  # sentinel -> (process, conn, spec, slot, t0)
+    running: dict[Any, tuple[Any, Any, Resolved, int, float]] = {}  # sentinel -> (process, conn, run, slot, t0)
     messages: dict[Any, Any] = {}  # sentinel -> what the worker sent (read as it comes: a pipe holds only ~64 KiB)
     stopped = 0  # runs that checkpointed and stopped at the deadline
     try:
         while (pending and not _past(opts)) or running:
             while pending and free and not _past(opts):
-                spec, slot = pending.pop(0), free.pop(0)
+                r, slot = pending.pop(0), free.pop(0)
+                spec = r.spec
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_process_main, name=f"surrogate_bench-{spec.task}-{spec.method}-s{spec.seed}",
                                    args=(send, spec, opts, tuple(cfg.plugins), cfg.device, slot, threads,
@@ -207,16 +209,16 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
                 with children_ignore_sigint():
                     proc.start()
                 send.close()
-                running[proc.sentinel] = (proc, recv, spec, slot, time.time())
+                running[proc.sentinel] = (proc, recv, r, slot, time.time())
             conns = {entry[1]: sentinel for sentinel, entry in running.items() if sentinel not in messages}
             ready = wait([*running, *conns])
-            for conn in (r for r in ready if r in conns):
+            for conn in (c for c in ready if c in conns):
                 try:
                     messages[conns[conn]] = conn.recv()
                 except (EOFError, OSError):
                     messages[conns[conn]] = None
-            for sentinel in (r for r in ready if r in running):
-                proc, recv, spec, slot, t0 = running.pop(sentinel)
+            for sentinel in (c for c in ready if c in running):
+                proc, recv, r, slot, t0 = running.pop(sentinel)
                 message = messages.pop(sentinel, None)
                 if message is None and recv.poll():
                     try:
@@ -233,10 +235,10 @@ def _run_processes(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) ->
                 elif message and message[0] == "deadline":
                     stopped += 1
                 elif message and message[0] == "lost":
-                    yield _lost_run(spec, opts, message[1], since=t0)
+                    yield _lost_run(r, opts, message[1], since=t0)
                 else:
                     how = f"signal {-proc.exitcode}" if (proc.exitcode or 0) < 0 else f"exit code {proc.exitcode}"
-                    yield _lost_run(spec, opts, f"worker process died ({how}) before writing the record", since=t0)
+                    yield _lost_run(r, opts, f"worker process died ({how}) before writing the record", since=t0)
         if stopped or pending:
             raise DeadlineReached(f"deadline reached: {stopped} run(s) checkpointed, {len(pending)} not started")
     finally:  # interrupted or terminated: stop every worker and wait for it (a killed run resumes later)
@@ -282,17 +284,17 @@ def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
     return executor, gpus
 
 
-def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
+def _run_submitit(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
     executor, gpus = _submitit_executor(cfg, opts)
     local = cfg.launcher == "submitit-local"  # local jobs share this machine's cores; Slurm ones have their own
     threads = _threads_per_job(min(cfg.jobs, len(specs))) if local else None
     args = (tuple(str(Path(p).resolve()) for p in cfg.plugins), cfg.device, threads)
     pending = list(specs)
-    running: dict[Any, RunSpec] = {}
+    running: dict[Any, Resolved] = {}
     if cfg.launcher == "submitit":  # one Slurm array; Slurm queues it
         with executor.batch():
-            jobs = [executor.submit(SubmititRun(), spec, opts, *args) for spec in pending]
-        running = {job: spec for job, spec in zip(jobs, pending)}
+            jobs = [executor.submit(SubmititRun(), r.spec, opts, *args) for r in pending]
+        running = dict(zip(jobs, pending))
         pending = []
     n_gpu, submitted = torch.cuda.device_count(), 0
     try:
@@ -301,19 +303,19 @@ def _run_submitit(specs: list[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> 
                 if gpus:  # spread jobs over the GPUs, round-robin
                     first = (submitted * gpus) % n_gpu
                     executor.update_parameters(visible_gpus=[(first + k) % n_gpu for k in range(gpus)])
-                spec = pending.pop(0)
-                running[executor.submit(SubmititRun(), spec, opts, *args)] = spec
+                r = pending.pop(0)
+                running[executor.submit(SubmititRun(), r.spec, opts, *args)] = r
                 submitted += 1
             done = [job for job in running if job.done()]
             if not done:
                 time.sleep(cfg.poll_s)
             for job in done:
-                spec = running.pop(job)
+                r = running.pop(job)
                 try:
                     yield job.result()
                 except Exception as exc:  # the job died or raised: keep the reason and the log path
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    yield _lost_run(spec, opts, f"submitit job {job.job_id} failed: {first} "
+                    yield _lost_run(r, opts, f"submitit job {job.job_id} failed: {first} "
                                                 f"(log: {job.paths.stderr})")
     finally:
         for job in running:

@@ -1,0 +1,1 @@
+"""Throughput measurements: training steps per method and runs per process."""

@@ -1,0 +1,1 @@
+"""Many runs: sequential, --jobs processes and submitit/Slurm executors, grids, tuning, signals."""

@@ -1,0 +1,1 @@
+"""Records on disk (atomic JSON, locks, reuse checks) and their provenance (code/data fingerprints)."""
