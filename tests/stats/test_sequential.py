@@ -54,7 +54,7 @@ def test_decide_at_look_uses_the_looks_level_and_keeps_decisions() -> None:
     strong = 0.3 + rng.normal(0, 0.1, 10)
     null = rng.normal(0, 1.0, 10)
     first, done = decide_at_look(SHORT, 5, {"strong": strong[:5], "null": null[:5]}, DELTA)
-    plain = decide_family({"strong": strong[:5], "null": null[:5]}, DELTA, alpha_level=SHORT.level_at(5))
+    plain = verdicts.decide_family({"strong": strong[:5], "null": null[:5]}, DELTA, alpha_level=SHORT.level_at(5))
     assert first == plain and first["strong"].alpha_level == pytest.approx(SHORT.level_at(5))
     assert first["strong"].word == "better" and first["strong"].decided_at == 5
     assert first["null"].word == "inconclusive" and not done
@@ -67,11 +67,6 @@ def test_decide_at_look_uses_the_looks_level_and_keeps_decisions() -> None:
         decide_at_look(SHORT, 5, {"strong": strong[:6]}, DELTA)
     with pytest.raises(ValueError):
         decide_at_look(SHORT, 4, {"strong": strong[:4]}, DELTA)
-
-
-def decide_family(*args, **kwargs):
-    """The library's decide_family (imported lazily so the monkeypatch in the cross-check applies)."""
-    return verdicts.decide_family(*args, **kwargs)
 
 
 def test_vectorised_holm_is_multipletests() -> None:
