@@ -1,1 +1,1 @@
-"""Statistics of runs and verdicts: t intervals and paired tests over seeds, the test-set bootstrap."""
+"""Statistics of runs and verdicts: t intervals and paired tests over seeds, the test-set bootstrap, verdicts with equivalence margins and corrections, power, and the sequential design that spends seeds until decided."""
