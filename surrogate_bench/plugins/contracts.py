@@ -47,6 +47,34 @@ class Profile:
         d["milestones"] = list(self.milestones)
         return d
 
+    def override(self, **changes: Any) -> "Profile":
+        """This profile with some settings replaced (``--profile-param lr=0.01``): names checked, values
+        coerced to the setting's type and kept in range; a run's key holds the effective settings."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in fields or key in PROFILE_FIXED:
+                from .suggest import did_you_mean
+
+                allowed = sorted(set(fields) - PROFILE_FIXED)
+                raise SuiteError(f"unknown profile setting {key!r}{did_you_mean(key, allowed)} (settable: "
+                                 f"{', '.join(allowed)})")
+            current = getattr(self, key)
+            if key == "milestones":
+                items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split("/") if v]
+                value = tuple(int(float(v)) for v in items)
+            elif current is None or isinstance(current, int) and not isinstance(current, bool):
+                value = coerce(value, 0, f"profile setting {key!r}")
+            elif isinstance(current, float):
+                value = float(coerce(value, current, f"profile setting {key!r}"))
+            else:
+                value = coerce(value, current, f"profile setting {key!r}")
+            problem = PROFILE_DOMAINS.get(key, ANY).problem(value)
+            if problem is not None:
+                raise SuiteError(f"bad value {value!r} for profile setting {key!r}: {problem}")
+            out[key] = value
+        return dataclasses.replace(self, **out)
+
 
 @dataclass
 class Split:
@@ -135,6 +163,15 @@ POSITIVE = Domain(low=0, low_open=True)
 NON_NEGATIVE = Domain(low=0)
 UNIT = Domain(low=0, high=1)
 SEED = Domain(low=0, high=SEED_MAX)
+# What ``Profile.override`` accepts: the optimiser's settings and the budget, each in a sane range.
+PROFILE_FIXED = frozenset({"optimizer", "amp"})
+PROFILE_DOMAINS: dict[str, "Domain"] = {
+    "epochs": Domain(low=1, high=100_000), "batch_size": Domain(low=1, high=1 << 20),
+    "lr": Domain(low=0, low_open=True, high=100), "momentum": Domain(low=0, high=1, high_open=True),
+    "weight_decay": Domain(low=0, high=1), "gamma": Domain(low=0, low_open=True, high=1),
+    "milestones": Domain(low=1, high=100_000), "train_size": Domain(low=1), "val_size": Domain(low=0),
+    "test_size": Domain(low=1), "eval_batch_size": Domain(low=1, high=1 << 20),
+}
 
 
 def between(low: float, high: float, **kw: Any) -> Domain:
@@ -231,6 +268,9 @@ class Task(Configurable):
     metric_name: ClassVar[str] = "metric"
     higher_is_better: ClassVar[bool] = True
     metric_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    # The equivalence margin (delta) of verdicts: a method within +-delta of the baseline (two one-sided
+    # tests) is "equivalent". Defaults by metric: AP 0.001, accuracy 0.005, PCKh 0.01 (docs/verdicts.md).
+    equivalence_margin: ClassVar[float] = 0.01
     output_kind: ClassVar[str] = "logits"  # "logits" (targets = class indices) | "heatmaps"
     num_classes: ClassVar[int] = 0
     profiles: ClassVar[Mapping[str, Profile]] = {}

@@ -48,7 +48,8 @@ def base_record(spec: RunSpec, key: str, task: Task, method: Method, opts: RunOp
         "task_params": task.p,
         "method_params": method.p,
         "profile": spec.profile,
-        "profile_settings": task.profile(spec.profile).as_dict(),
+        "profile_settings": spec.profile_of(task).as_dict(),
+        "profile_params": dict(spec.profile_params),
         "seed": spec.seed,
         "metric_name": task.metric_name,
         "higher_is_better": task.higher_is_better,
@@ -84,7 +85,7 @@ def train(r: Resolved, opts: RunOptions) -> dict[str, Any]:
     """Train the resolved run to the end (resuming from its checkpoint) and return the result fields."""
     spec, task, method, key = r.spec, r.task, r.method, r.key
     device = opts.device
-    profile = task.profile(spec.profile)
+    profile = spec.profile_of(task)
     data = load_task_data(task, opts.data_root, opts.download, r.fp.data)
     if not spec.evaluate_test:
         data = without_test(data)
@@ -214,6 +215,10 @@ def test_result(r: Resolved, model: torch.nn.Module, test, device: torch.device,
     if not math.isfinite(value):
         raise UndefinedMetric(f"the test {task.metric_name} is undefined ({value}) on {len(test)} test samples of "
                               f"{r.spec.task} with {task.config()['params']} (e.g. no positive or visible target)")
+    low, high = task.metric_range
+    if not low - 1e-9 <= value <= high + 1e-9:
+        raise UndefinedMetric(f"the test {task.metric_name} {value:g} of {r.spec.task} lies outside its declared range "
+                              f"[{low:g}, {high:g}] (a metric bug in the task plugin, not a result)")
     ci = bootstrap_interval(task.score, preds, test.y)  # test-set sampling error of this run
     out: dict[str, Any] = {"test_metric": value, "test_metric_ci": list(ci) if ci else None}
     extra = task.extra_metrics(preds, test.y)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..plugins.contracts import Method, Task
+from ..plugins.contracts import Method, Profile, Task
 from ..plugins.registry import get_task, method_for
 from ..store.provenance import code_fingerprint, data_fingerprint
 
@@ -47,6 +47,12 @@ class RunSpec:
     task_params: tuple[tuple[str, Any], ...] = ()
     method_params: tuple[tuple[str, Any], ...] = ()
     evaluate_test: bool = True  # False: a tuning trial, which never loads or scores the test split
+    profile_params: tuple[tuple[str, Any], ...] = ()  # profile settings replaced (--profile-param lr=0.01)
+
+    def profile_of(self, task: Task) -> Profile:
+        """The profile this run trains with: the task's named profile with ``profile_params`` applied."""
+        base = task.profile(self.profile)
+        return base.override(**dict(self.profile_params)) if self.profile_params else base
 
     def build(self) -> tuple[Task, Method]:
         """The task and method objects this spec names (validated parameters)."""
@@ -70,13 +76,15 @@ class RunSpec:
             "task": task.config(),
             "method": method.config(),
             "profile": self.profile,
-            "profile_settings": task.profile(self.profile).as_dict(),
+            "profile_settings": self.profile_of(task).as_dict(),
             "seed": self.seed,
             "code_fingerprint": fp.code,
             "data_fingerprint": fp.data,
         }
         if not self.evaluate_test:
             out["evaluate_test"] = False
+        if self.profile_params:
+            out["profile_params"] = dict(self.profile_params)
         return out
 
     def key(self, fp: Fingerprints, built: tuple[Task, Method] | None = None) -> str:
@@ -96,6 +104,11 @@ class RunSpec:
         """``runs/<profile>/<task>/<method>-s<seed>-<key>.json``; tuning trials under ``tuning/.../trials``."""
         where = ("runs", self.profile, self.task) if self.evaluate_test else ("tuning", self.profile, self.task, "trials")
         return Path(results_dir).joinpath(*where) / f"{self.method}-s{self.seed}-{key[:10]}.json"
+
+    def label(self) -> str:
+        """``task/method/s<seed>`` for log lines (with any profile overrides)."""
+        extra = "{" + ",".join(f"{k}={v}" for k, v in self.profile_params) + "}" if self.profile_params else ""
+        return f"{self.task}/{self.method}{extra}/s{self.seed}"
 
 
 @dataclass(frozen=True)

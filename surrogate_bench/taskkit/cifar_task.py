@@ -49,6 +49,7 @@ class CifarAccuracyTask(Task):
     mean: ClassVar[tuple[float, float, float]] = (0.4914, 0.4822, 0.4465)
     std: ClassVar[tuple[float, float, float]] = (0.2470, 0.2435, 0.2616)
     metric_name = "accuracy"
+    equivalence_margin = 0.005  # half a point of accuracy
     higher_is_better = True
     metric_range = (0.0, 1.0)
     output_kind = "logits"

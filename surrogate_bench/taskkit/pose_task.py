@@ -31,6 +31,7 @@ class PoseTask(Task):
 
     output_kind = "heatmaps"
     metric_name = "PCKh@0.5"
+    equivalence_margin = 0.01  # one point of PCKh
     metric_range = (0.0, 1.0)
     threshold: float = 0.5
     channels_last = True
