@@ -1,7 +1,9 @@
-"""Command line: ``python -m surrogate_bench list | run | tune | probe | bench | leaderboard | export``.
+"""Command line: ``python -m surrogate_bench list | run | tune | probe | bench | leaderboard | export | clean``.
 
-User errors print one line and exit with code 2; failed runs exit with 1 after the grid finished.
-Global options (``--plugin``, ``--no-progress``) work before or after the subcommand.
+User errors print one line and exit with code 2; failed runs exit with 1 after the grid finished; a stop at
+``--max-minutes`` exits with 3; a ``run`` that ran nothing (every selected run unsupported or without data)
+exits with 4. Global options (``--plugin``, ``--progress``, ``--no-progress``) work before or after the
+subcommand; a mistyped subcommand or flag gets the nearest ones suggested.
 """
 
 from __future__ import annotations
@@ -9,20 +11,58 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from . import __version__
 from .plugins.errors import SuiteError
+from .plugins.suggest import close_matches, did_you_mean
 from .paths import DATA_ENV, DEFAULT_DATA_ROOT, DEFAULT_RESULTS_DIR, RESULTS_ENV
 
 RESULTS_HELP = (f"where records go (else ${RESULTS_ENV}, else {DEFAULT_RESULTS_DIR}); the published set "
                 "is regenerated only by naming it: --results-dir results")
 
 
+EXIT_CODES = ("exit codes: 0 every selected run finished ok or was reused; 1 some run failed (its record says why); "
+              "2 bad input (one line on stderr); 3 stopped at --max-minutes (the same command resumes); "
+              "4 nothing ran: every selected run was unsupported or had no data")
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too; keep it short)
+        found = _INVALID_CHOICE.search(message)
+        if found and "argument command" in message:
+            message = f"unknown command {found.group(1)!r}{did_you_mean(found.group(1), COMMANDS)} " \
+                      f"(commands: {', '.join(sorted(COMMANDS))})"
+        elif found:
+            action = next((a for a in self._actions if a.choices and found.group(1) not in a.choices
+                           and a.dest and f"argument {'/'.join(a.option_strings)}" in message), None)
+            if action is not None:
+                message += did_you_mean(found.group(1), [str(c) for c in action.choices])
         raise SuiteError(f"{self.prog}: {message}")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, with the nearest known flags suggested for unrecognized ones (``--tsk`` -> ``--task``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            sub = getattr(self, "subcommands", {}).get(getattr(parsed, "command", None))
+            known = [o for parser in (self, sub) if parser is not None for a in parser._actions
+                     for o in a.option_strings if o.startswith("--")]
+            hints = []
+            for extra in extras:
+                if extra.startswith("--"):
+                    close = close_matches(extra.split("=", 1)[0], known, n=2)
+                    hints += [(extra.split("=", 1)[0], " or ".join(close))] if close else []
+            if len(hints) == 1:
+                hint = f" (did you mean {hints[0][1]}?)"
+            else:
+                hint = " (did you mean " + "; ".join(f"{good} for {bad}" for bad, good in hints) + "?)" if hints else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
 
 
 def _global_options(p: argparse.ArgumentParser, after: bool) -> None:
@@ -33,36 +73,70 @@ def _global_options(p: argparse.ArgumentParser, after: bool) -> None:
     g = p.add_argument_group("global options")
     g.add_argument("--plugin", action="append", metavar="FILE.py",
                    help="load a task/method plugin file (repeatable)", **kw([], "plugin"))
-    g.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (automatic when stderr is not a terminal)", **kw(False, "no_progress"))
+    g.add_argument("--progress", choices=("auto", "bar", "log", "off"), metavar="{auto,bar,log,off}",
+                   help="training progress on stderr: bar (a terminal bar), log (a line per epoch and at most every "
+                        "30 s inside long epochs: for nohup/Slurm logs), off; auto (default): bar on a terminal, "
+                        "else log", **kw(None, "progress"))
+    g.add_argument("--no-progress", action="store_true", help="same as --progress off", **kw(False, "no_progress"))
 
 
 def _merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
     args.plugin = list(args.plugin or []) + list(getattr(args, "plugin_after", []) or [])
     args.no_progress = bool(args.no_progress or getattr(args, "no_progress_after", False))
+    args.progress = getattr(args, "progress_after", None) or args.progress or "auto"
+    if args.no_progress:
+        args.progress = "off"
     return args
 
 
+def _joined(values: list[str] | str | None) -> str | None:
+    """Repeated ``--task`` / ``--method`` accumulate: ``--method ce --method focal`` is ``ce,focal``."""
+    if values is None or isinstance(values, str):
+        return values
+    return ",".join(values) or None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="surrogate_bench", description="Compare surrogate losses for non-differentiable metrics.")
+    p = _Parser(prog="surrogate_bench", description="Compare surrogate losses for non-differentiable metrics.",
+                epilog=EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"surrogate_bench {__version__}")
     _global_options(p, after=False)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser = _with_global_options(sub.add_parser)  # type: ignore[method-assign]
+    sub = p.add_subparsers(dest="command", required=False, parser_class=_Parser, metavar="COMMAND")
+    p.subcommands = {}  # type: ignore[attr-defined]
+    sub.add_parser = _with_global_options(sub.add_parser, p.subcommands)  # type: ignore[method-assign]
 
     sub.add_parser("list", help="list tasks and methods with their parameters, profiles and supported tasks")
 
-    r = sub.add_parser("run", help="run a grid of task x method x seed")
+    r = sub.add_parser("run", help="run a grid of task x method x seed", epilog=EXIT_CODES)
     r.add_argument("--all", action="store_true", help="every task x every method")
     r.add_argument("--grid", default=None, metavar="NAME",
                    help="a named grid instead of --all/--task/--method: papers (the papers' headline tables, "
                         "paper profile, seeds 0,1,2; rows without data are listed as skipped)")
-    r.add_argument("--task", help="comma list or glob patterns of task names")
-    r.add_argument("--method", help="comma list or glob patterns of method names")
+    r.add_argument("--task", action="append", help="comma list or glob patterns of task names (repeatable)")
+    r.add_argument("--method", action="append", help="comma list or glob patterns of method names (repeatable)")
     r.add_argument("--profile", default=None, help="smoke | quick | paper (default quick; --grid: the grid's)")
-    r.add_argument("--seeds", default=None, help="comma list of seeds (default 0; --grid: the grid's)")
-    r.add_argument("--task-param", action="append", default=[], metavar="K=V")
-    r.add_argument("--method-param", action="append", default=[], metavar="K=V")
+    r.add_argument("--seeds", default=None,
+                   help="comma list of seeds (default 0; --grid: the grid's), or auto: add seeds until every "
+                        "comparison with the baseline is decided (--min-seeds, --max-seeds, --margin)")
+    r.add_argument("--min-seeds", type=int, default=5, metavar="N", help="--seeds auto: seeds of the first look (5)")
+    r.add_argument("--max-seeds", type=int, default=10, metavar="N", help="--seeds auto: at most N seeds (10)")
+    r.add_argument("--seed-step", type=int, default=None, metavar="N",
+                   help="--seeds auto: seeds added per look (default: --jobs)")
+    r.add_argument("--margin", type=float, default=None, metavar="DELTA",
+                   help="--seeds auto: equivalence margin, overriding each task's equivalence_margin")
+    r.add_argument("--task-param", action="append", default=[], metavar="K=V",
+                   help="a task parameter (repeatable); TASK.K=V for one task only")
+    r.add_argument("--method-param", action="append", default=[], metavar="K=V",
+                   help="a method parameter (repeatable): K=V for every selected method that has K, "
+                        "METHOD.K=V (focal.gamma=1) for one method")
+    r.add_argument("--profile-param", action="append", default=[], metavar="K=V",
+                   help="replace a profile setting (repeatable): lr, epochs, batch_size, momentum, weight_decay, "
+                        "milestones (e.g. 30/40), gamma, train_size, ...; part of each run's key")
     _common(r)
+    _threads(r)
+    r.add_argument("--dry-run", action="store_true", help="print the plan (what would train, be reused, skipped); "
+                                                         "train nothing, download nothing")
+    r.add_argument("--verbose", action="store_true", help="also list the unsupported task x method pairs")
     r.add_argument("--force", action="store_true", help="rerun finished keys")
     r.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -94,14 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--seeds", default="0", help="comma list of seeds per grid point (default 0)")
     tu.add_argument("--task-param", action="append", default=[], metavar="K=V")
     _common(tu)
+    _threads(tu)
     tu.add_argument("--force", action="store_true", help="rerun finished trials")
     tu.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
 
     pr = sub.add_parser("probe", help="Spearman probe of batch loss vs batch metric on a shared pool")
-    pr.add_argument("--task", required=True, help="comma list or glob patterns of task names")
-    pr.add_argument("--method", required=True, help="comma list or glob patterns of method names")
+    pr.add_argument("--task", required=True, action="append", help="comma list or glob patterns of task names")
+    pr.add_argument("--method", required=True, action="append", help="comma list or glob patterns of method names")
     pr.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     _common(pr)
+    _threads(pr)
     pr.add_argument("--force", action="store_true", help="recompute finished probes")
     pr.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
     pr.add_argument("--descent", action="store_true",
@@ -134,16 +210,34 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, required=True, help="file to write (e.g. runs.parquet); '-' = CSV on stdout")
     ex.add_argument("--kind", choices=["run", "probe", "tune"], default="run", help="run records (default), probes or tunes")
     ex.add_argument("--profile", default=None, help="comma list of profiles to keep (default: all)")
+
+    cl = sub.add_parser("clean", help="remove stale run records: skips, failures, and records whose code or data "
+                                      "fingerprint is not what the current code would produce")
+    cl.add_argument("--results-dir", type=Path, default=None, help=RESULTS_HELP)
+    cl.add_argument("--data-root", default=None,
+                    help=f"dataset root the data fingerprints are checked against (else ${DATA_ENV}, else "
+                         f"{DEFAULT_DATA_ROOT}); records whose data are not found there are kept")
+    cl.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    cl.add_argument("--older-than", default=None, metavar="AGE",
+                    help="only consider records older than AGE (e.g. 7d, 12h, 30m; a bare number is days)")
+    cl.add_argument("--keep-failed", action="store_true", help="keep failed records (their tracebacks)")
     return p
 
 
-def _with_global_options(add_parser):
-    """Wrap ``add_parser`` so that every subcommand also accepts the global options."""
+def _with_global_options(add_parser, table: dict[str, argparse.ArgumentParser]):
+    """Wrap ``add_parser`` so that every subcommand also accepts the global options (and is in ``table``)."""
     def add(name: str, **kwargs):
         sp = add_parser(name, **kwargs)
         _global_options(sp, after=True)
+        table[name] = sp
         return sp
     return add
+
+
+def _threads(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads for this command (torch.set_num_threads); with --jobs J each worker gets "
+                         "max(1, N // J); recorded in every record's environment (default: torch's)")
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -170,7 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SuiteError(f"results directory {args.results_dir} does not exist")
     profiles = split_names(args.profile)
     if str(args.out) == "-":
-        frame = load(args.results_dir, args.kind)
+        frame = load(args.results_dir, args.kind, include_skips=True)
         frame = frame[frame["profile"].isin(profiles)] if profiles else frame
         sys.stdout.write(for_export(frame).to_csv(index=False))
         return 0
@@ -202,55 +296,179 @@ def run_options(args: argparse.Namespace, progress: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .launch.grid import build_specs, parse_params, parse_seeds, select
-    from .launch.executors import LaunchConfig, execute
-    from .running.options import DeadlineReached
+    from dataclasses import replace
 
+    from .launch.grid import build_specs, make_plan, parse_params, parse_profile_params, parse_seeds, select
+    from .launch.executors import LaunchConfig, execute, log_stderr
+    from .running.options import DeadlineReached
+    from .running.progress import GridBar, resolve_mode
+
+    args.task, args.method = _joined(args.task), _joined(args.method)
+    auto = (args.seeds or "").strip().lower() == "auto"
+    if args.margin is not None and not auto:
+        raise SuiteError("run: --margin applies to --seeds auto (the leaderboard takes each task's margin)")
+    if args.margin is not None and not args.margin > 0:
+        raise SuiteError(f"bad --margin {args.margin}: expected a positive difference of the metric")
+    if auto:
+        if not 1 <= args.min_seeds <= args.max_seeds:
+            raise SuiteError(f"bad --min-seeds {args.min_seeds} / --max-seeds {args.max_seeds}: expected "
+                             f"1 <= min <= max")
+        if args.seed_step is not None and args.seed_step < 1:
+            raise SuiteError(f"bad --seed-step {args.seed_step}: expected a positive integer")
     if args.grid:
-        if args.all or args.task or args.method or args.task_param or args.method_param:
+        if args.all or args.task or args.method or args.task_param or args.method_param or args.profile_param:
             raise SuiteError("run: --grid is a selection of its own; drop --all/--task/--method/--*-param")
+        if auto:
+            raise SuiteError("run: --seeds auto does not apply to --grid (the papers' seeds are fixed)")
         from .paths import data_root
         from .launch.grid import named_grid
 
         tasks, methods = [], []
         specs, skipped = named_grid(args.grid, data_root(args.data_root),
                                     parse_seeds(args.seeds) if args.seeds is not None else None, args.profile)
+        specs_for_seeds = None
     else:
         skipped = []
         if not args.all and not (args.task and args.method):
             raise SuiteError("run: pass --all, or both --task and --method (or --grid NAME)")
         tasks = select("task", args.task, args.all)
         methods = select("method", args.method, args.all)
-        specs = build_specs(tasks, methods, args.profile or "quick", parse_seeds(args.seeds or "0"),
-                            parse_params(args.task_param, "task", tasks),
-                            parse_params(args.method_param, "method", methods))
+        profile = args.profile or "quick"
+        task_params = parse_params(args.task_param, "task", tasks)
+        method_params = parse_params(args.method_param, "method", methods)
+        profile_params = parse_profile_params(args.profile_param)
+
+        def specs_for_seeds(seeds: list[int]) -> list:
+            return build_specs(tasks, methods, profile, list(seeds), task_params, method_params, profile_params)
+
+        specs = specs_for_seeds(list(range(args.min_seeds)) if auto else parse_seeds(args.seeds or "0"))
     launch = LaunchConfig(launcher=args.launcher, jobs=args.jobs, device=args.device, plugins=tuple(args.plugin),
                           slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
                           gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
     launch.validate()
-    from .running.progress import GridBar, wanted
-
-    opts = run_options(args, progress=wanted(args.no_progress))
+    opts = run_options(args, progress=resolve_mode(args.progress))
     opts = _run_limits(args, opts)
+    t0 = time.time()
+
+    plan = make_plan(specs, opts.data_root, opts.results_dir, force=opts.force,
+                     download=opts.download and not args.dry_run, log=log_stderr)
+    opts = replace(opts, download=False)  # one download attempt per dataset, made by the plan
+    for line in plan.lines(verbose=args.verbose or not (plan.train or plan.reuse or plan.no_data)):
+        print(line, file=sys.stderr, flush=True)
     for line in skipped:  # --grid rows whose data are absent
         print(line, file=sys.stderr, flush=True)
-    failed = 0
-    bar = GridBar(len(specs), opts.progress)
+    for line in plan.missing_lines():  # one line per task without data (its skip records are written quietly)
+        print(line, flush=True)
+    if args.dry_run:
+        for spec in plan.to_run(specs):
+            print(f"would {'reuse' if spec in set(plan.reuse) else 'train'} {spec.label()} ({spec.profile})",
+                  flush=True)
+        if auto:
+            print(f"--seeds auto: seeds 0-{args.min_seeds - 1} first, more (up to {args.max_seeds}) until decided",
+                  file=sys.stderr, flush=True)
+        return 0 if plan.train or plan.reuse else 4
+    _record_missing(plan, opts)
+    runnable = plan.to_run(specs)
+    counts = {"ok": 0, "reused": 0, "failed": 0, "skipped": 0}
+    bar = GridBar(len(runnable), opts.progress)
     try:
-        with contextlib.closing(execute(specs, opts, launch)) as records:  # closing: workers stop with us
+        if auto and runnable:
+            records = _auto_seeds(args, plan, specs_for_seeds, opts, launch)
+        else:
+            records = execute(runnable, opts, launch)
+        with contextlib.closing(records) if hasattr(records, "close") else contextlib.nullcontext():  # workers stop with us
             for rec in records:
-                failed += rec["status"] == "failed"
-                bar.run_done(summary_line(rec))
+                _count(counts, rec)
+                bar.run_done(summary_line(rec, opts.results_dir))
     except DeadlineReached as exc:
         bar.close()
         print(f"stopped at --max-minutes {args.max_minutes:g}: {exc}; run the same command again to resume",
               file=sys.stderr, flush=True)
         return 3
     bar.close()
-    if args.all and not args.no_probe:
-        failed += run_probes([t for t in tasks if any(s.task == t for s in specs)], methods,
+    failed = counts["failed"]
+    if args.all and not args.no_probe and runnable:
+        failed += run_probes([t for t in tasks if any(s.task == t for s in runnable)], methods,
                              args.profile or "quick", opts)
-    return 1 if failed else 0
+    print(_summary(counts, plan, time.time() - t0, args), file=sys.stderr, flush=True)
+    if failed:
+        return 1
+    return 0 if counts["ok"] or counts["reused"] else 4
+
+
+def _count(counts: dict[str, int], rec: dict) -> None:
+    if rec["status"] == "ok":
+        counts["reused" if rec.get("reused") else "ok"] += 1
+    else:
+        counts["failed" if rec["status"] == "failed" else "skipped"] += 1
+
+
+def _summary(counts: dict[str, int], plan, elapsed: float, args: argparse.Namespace) -> str:
+    """The last line of a run: what happened and the command to look at it."""
+    n_missing = sum(len(v[1]) for v in plan.no_data.values())
+    parts = [f"{counts['ok']} trained", f"{counts['reused']} reused"]
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed")
+    if counts["skipped"] or n_missing:
+        parts.append(f"{counts['skipped'] + n_missing} skipped (no data)")
+    if plan.unsupported:
+        parts.append(f"{len({(s.task, s.method) for s, _ in plan.unsupported})} unsupported pair(s) left out")
+    minutes, seconds = divmod(int(round(elapsed)), 60)
+    where = "" if _default_results(args) else f" --results-dir {args.results_dir}"
+    if counts["ok"] or counts["reused"]:
+        nxt = f"next: python -m surrogate_bench leaderboard{where}"
+    elif n_missing:
+        nxt = "next: put the data where the lines above say (or pass --download), then run the same command"
+    else:
+        nxt = "next: python -m surrogate_bench list (which methods each task supports)"
+    return f"done in {minutes}m{seconds:02d}s: {', '.join(parts)}; {nxt}"
+
+
+def _default_results(args: argparse.Namespace) -> bool:
+    from .paths import results_dir
+
+    try:
+        return Path(results_dir(None)).resolve() == Path(args.results_dir).resolve()
+    except OSError:
+        return False
+
+
+def _record_missing(plan, opts) -> None:
+    """The skip records of runs without data (written in this process, no worker), with the plan's reason:
+    whole, naming what is missing, never "pass --download" when it was passed."""
+    from dataclasses import replace
+
+    from .running.runner import run_resolved
+    from .running.spec import resolve
+    from .store.records import write_record
+
+    quiet = replace(opts, log=lambda message: None)
+    for reason, specs in plan.no_data.values():
+        for spec in specs:
+            r = resolve(spec, quiet)
+            rec = run_resolved(r, quiet)
+            if rec.get("status") == "skipped" and rec.get("reason") != reason:
+                rec["reason"] = reason
+                write_record(r.path, rec)
+
+
+def _auto_seeds(args: argparse.Namespace, plan, specs_for_seeds, opts, launch):
+    """--seeds auto: the auto-seeds driver, over the runnable task x method pairs of the plan."""
+    try:
+        from .launch.auto_seeds import run_until_decided
+    except ImportError as exc:
+        raise SuiteError(f"--seeds auto needs surrogate_bench.launch.auto_seeds, which this installation lacks "
+                         f"({exc})") from None
+    from .launch.executors import log_stderr
+
+    left_out = {(s.task, s.task_params, s.method) for s, _ in plan.unsupported}
+    left_out |= {(s.task, s.task_params, s.method) for _, specs in plan.no_data.values() for s in specs}
+
+    def runnable(seeds: list[int]) -> list:
+        return [s for s in specs_for_seeds(seeds) if (s.task, s.task_params, s.method) not in left_out]
+
+    return iter(run_until_decided(runnable, opts, launch, min_seeds=args.min_seeds, max_seeds=args.max_seeds,
+                                  step=args.seed_step or max(1, args.jobs), margin=args.margin, log=log_stderr))
 
 
 def _run_limits(args: argparse.Namespace, opts):
@@ -298,12 +516,14 @@ def probe_line(rec: dict) -> str:
                        f"{_num(rec.get('spearman_ci_high'), '+.3f')}] within states "
                        f"{_num(rec.get('spearman_within'), '+.3f')} kendall {_num(rec.get('kendall'), '+.3f')} "
                        f"over {rec.get('n_batches')} batches")
-    return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+    from .launch.grid import one_line
+
+    return head + one_line(f"{rec['status']}: {rec.get('reason', '')}")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .launch.grid import parse_params, parse_seeds, select
-    from .running.progress import wanted
+    from .running.progress import resolve_mode
     from .launch.tune import parse_grid, tune
 
     task, method = select("task", args.task, False), select("method", args.method, False)
@@ -312,13 +532,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid, method[0])
     task_params = parse_params(args.task_param, "task", task)[task[0]]
     seeds = parse_seeds(args.seeds)
-    opts = run_options(args, progress=wanted(args.no_progress))
+    opts = run_options(args, progress=resolve_mode(args.progress))
     command = " ".join(["python -m surrogate_bench tune", "--task", task[0], "--method", method[0],
                         *(f"--grid {k}={','.join(map(str, v))}" for k, v in grid.items()),
                         f"--budget {args.budget}", f"--profile {args.profile}", f"--seeds {args.seeds}",
                         *(f"--task-param {p}" for p in args.task_param)])
     rec = tune(task[0], method[0], grid, args.profile, seeds, args.budget, opts, task_params, command,
-               on_trial=lambda r: print(_trial_label(r, grid) + summary_line(r), flush=True))
+               on_trial=lambda r: print(_trial_label(r, grid) + summary_line(r, opts.results_dir), flush=True))
     if rec["status"] != "ok":
         print(f"tune {task[0]} {method[0]}: failed: {rec['reason']} ({rec['path']})")
         return 1
@@ -336,7 +556,7 @@ def _trial_label(rec: dict, grid: dict) -> str:
 def cmd_probe(args: argparse.Namespace) -> int:
     from .launch.grid import select
 
-    tasks, methods = select("task", args.task, False), select("method", args.method, False)
+    tasks, methods = select("task", _joined(args.task), False), select("method", _joined(args.method), False)
     for t in tasks:
         from .plugins.registry import get_task
 
@@ -344,8 +564,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False), args.descent) else 0
 
 
-def summary_line(rec: dict) -> str:
+def summary_line(rec: dict, results_dir: Path | None = None) -> str:
+    """One line per finished run; a failure's whole reason on one line, and (given ``results_dir``) the record
+    file that keeps its traceback."""
     from .plugins.catalog import PLUMBING_PROFILES
+    from .launch.grid import one_line
 
     head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
     if rec["status"] == "ok":
@@ -356,7 +579,18 @@ def summary_line(rec: dict) -> str:
                            f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
         return head + (f"{rec.get('metric_name', 'metric')} {_num(rec.get('test_metric'), '.4f')} "
                        f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how}{note})")
-    return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
+    line = head + one_line(f"{rec['status']}: {rec.get('reason', '')}")
+    if rec["status"] == "failed" and rec.get("traceback") and results_dir is not None and rec.get("key"):
+        line += f" (traceback in {_record_path(rec, results_dir)})"
+    return line
+
+
+def _record_path(rec: dict, results_dir: Path) -> Path:
+    from .running.spec import RunSpec
+
+    spec = RunSpec(rec["task"], rec["method"], rec["profile"], int(rec.get("seed", 0)),
+                   evaluate_test=rec.get("evaluate_test") is not False)
+    return spec.record_path(results_dir, rec["key"])
 
 
 def _num(value: object, fmt: str) -> str:
@@ -436,8 +670,51 @@ def _bench_jobs(args: argparse.Namespace, device, root: Path, method_names: list
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove (or with --dry-run list) stale run records: skips, failures, other code/data fingerprints."""
+    from .results import parse_age, stale_records
+
+    if not args.results_dir.is_dir():
+        raise SuiteError(f"results directory {args.results_dir} does not exist")
+    older = parse_age(args.older_than) if args.older_than is not None else None
+    stale, kept = stale_records(args.results_dir, args.data_root, older_than_s=older, keep_failed=args.keep_failed)
+    verb = "would remove" if args.dry_run else "removed"
+    for path, why in stale:
+        if not args.dry_run:
+            path.unlink(missing_ok=True)
+            Path(str(path) + ".lock").unlink(missing_ok=True)
+        print(f"{verb} {path}: {why}", flush=True)
+    notes: dict[str, int] = {}
+    for _, note in kept:
+        notes[note] = notes.get(note, 0) + 1
+    for note, n in sorted(notes.items()):
+        print(f"{n} record(s) {note}", file=sys.stderr, flush=True)
+    kinds: dict[str, int] = {}
+    for _, why in stale:
+        kind = "skips" if why.startswith("skip") else "failures" if why.startswith("failed") else "other fingerprints"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "nothing stale"
+    where = f" older than {args.older_than}" if args.older_than else ""
+    print(f"clean {args.results_dir}{where}: {verb} {len(stale)} record(s) ({detail})"
+          + ("; run without --dry-run to remove them" if args.dry_run and stale else ""), file=sys.stderr, flush=True)
+    return 0
+
+
 COMMANDS = {"bench": cmd_bench, "list": cmd_list, "run": cmd_run, "tune": cmd_tune, "probe": cmd_probe,
-            "leaderboard": cmd_leaderboard, "export": cmd_export}
+            "leaderboard": cmd_leaderboard, "export": cmd_export, "clean": cmd_clean}
+
+
+def _command_list(parser: argparse.ArgumentParser) -> str:
+    """What a bare ``python -m surrogate_bench`` prints: the subcommands, one line each."""
+    lines = [f"surrogate_bench {__version__}: compare surrogate losses for non-differentiable metrics", "",
+             "usage: python -m surrogate_bench [--plugin FILE.py] COMMAND [options]   (or: surrogate-bench COMMAND)",
+             "", "commands:"]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for choice in sub._choices_actions:
+        lines.append(f"  {choice.dest:12s} {choice.help}")
+    lines += ["", "python -m surrogate_bench COMMAND --help for its options; start with:",
+              "  python -m surrogate_bench run --task digits-ap --method ce,uniloss --profile quick --seeds 0,1,2,3,4"]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,7 +723,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with stop_on_signals():
-            args = _merge_global_options(build_parser().parse_args(argv))
+            parser = build_parser()
+            args = _merge_global_options(parser.parse_args(argv))
+            if args.command is None:  # a bare command: what there is to run
+                print(_command_list(parser), flush=True)
+                return 2
+            if getattr(args, "threads", None) is not None:
+                if args.threads < 1:
+                    raise SuiteError(f"bad --threads {args.threads}: expected a positive integer")
+                import torch
+
+                torch.set_num_threads(args.threads)
             if args.plugin:
                 from .launch.executors import load_plugins
 
@@ -458,6 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args)
     except SuiteError as exc:
         return _fail(f"error: {exc}", 2)
+    except SystemExit as exc:  # --help, --version: argparse printed and exits
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except BrokenPipeError:  # `... | head` closed our stdout: stop quietly, as a C tool would
         _silence_stdout()
         return 141
