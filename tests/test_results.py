@@ -72,7 +72,8 @@ def test_export_to_stdout_and_bad_format(records: Path, tmp_path: Path, capsys) 
 
 def test_leaderboard_from_the_frame_leaves_out_smoke(records: Path) -> None:
     md = render(records)
-    assert "## Profile `quick`" in md and "smoke" not in md and "0.1172" not in md
+    assert "## Profile `quick`" in md and "## Profile `smoke`" not in md and "0.1172" not in md
+    assert "1 smoke-profile (plumbing-only) record left out (`--include-smoke` shows them)" in md  # counted
     assert "uniloss[gain=2.0]" in md or "uniloss[gain=3.0]" in md  # labels from the flattened method_params
     assert "cpu (test)" in md and "abcdef0123" in md
     shown = render(records, include_plumbing=True)

@@ -2,7 +2,9 @@
 
 Within one (profile, task, method label), when the runs carry more than one (code, data) fingerprint pair,
 each pair becomes its own column: the label gets ``@<code[:6]>/<data[:6]>`` (``@no-provenance`` for records
-written before fingerprints existed). One pair per cell leaves the label as it is. Tuning trials (which
+written before fingerprints existed). One pair per cell leaves the label as it is. Only ok records count:
+a skipped or failed record (e.g. a data skip fingerprinted ``unavailable``) never splits a cell, and keeps
+the plain label. Within one protocol version (a ``protocol`` column, when present). Tuning trials (which
 have no test metric) are dropped.
 """
 
@@ -34,11 +36,15 @@ def split_by_fingerprint(runs: pd.DataFrame) -> pd.DataFrame:
         df = df[df["evaluate_test"].map(lambda v: v is not False)]
     prov = df["provenance"] if "provenance" in df else pd.Series([None] * len(df), index=df.index)
     pairs = prov.map(fingerprint_pair)
-    cell = list(zip(df["profile"], df["task"], df["method"]))
+    protocol = df["protocol"] if "protocol" in df else pd.Series([None] * len(df), index=df.index)
+    cell = list(zip(df["profile"], protocol, df["task"], df["method"]))
+    ok = (df["status"] == "ok") if "status" in df else pd.Series(True, index=df.index)
     distinct: dict[tuple, set] = {}
-    for c, p in zip(cell, pairs):
-        distinct.setdefault(c, set()).add(p)
-    df["method"] = [m + tag(p) if len(distinct[c]) > 1 else m for c, m, p in zip(cell, df["method"], pairs)]
+    for c, p, good in zip(cell, pairs, ok):
+        if good:  # a skip (e.g. data "unavailable") or a failure never splits a cell
+            distinct.setdefault(c, set()).add(p)
+    df["method"] = [m + tag(p) if good and len(distinct.get(c, ())) > 1 else m
+                    for c, m, p, good in zip(cell, df["method"], pairs, ok)]
     return df
 
 

@@ -47,15 +47,33 @@ def labelled(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def one_line(reason: object) -> str:
+    """A record's whole reason on one line (a table cell holds no newline; ``|`` would end the cell)."""
+    if reason is None or (isinstance(reason, float) and reason != reason):
+        return ""
+    return " ".join(part.strip() for part in str(reason).splitlines() if part.strip()).replace("|", "\\|")
+
+
 def empty_cell(mdf: pd.DataFrame) -> str:
-    """Why a cell has no number: no data here, not applicable, or failed."""
+    """Why a cell has no number, with the record's reason: ``failed: …``, ``skipped (data): …``, or ``n/a``
+    (the method does not support the task; such pairs are left out of tables)."""
     if mdf.empty:
         return ""
     skip = mdf["skip"] if "skip" in mdf else pd.Series([None] * len(mdf), index=mdf.index)
-    if (mdf["status"] == "failed").any():
-        return "failed"
+    reasons = mdf["reason"] if "reason" in mdf else pd.Series([None] * len(mdf), index=mdf.index)
+
+    def why(mask: pd.Series) -> str:
+        texts = sorted({one_line(r) for r in reasons[mask]} - {""})
+        return ": " + "; ".join(texts) if texts else ""
+
+    failed = mdf["status"] == "failed"
+    if failed.any():
+        return "failed" + why(failed)
     if (skip == "data").any():
-        return "no data here"
+        return "skipped (data)" + why(skip == "data")
     if (skip == "unsupported").any():
         return "n/a"
+    skipped = mdf["status"] == "skipped"
+    if skipped.any():
+        return "skipped" + why(skipped)
     return ", ".join(sorted(mdf["status"].unique()))

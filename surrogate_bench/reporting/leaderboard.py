@@ -1,30 +1,44 @@
-"""Markdown leaderboard from the run records: pandas gathers, tabulate renders."""
+"""Markdown leaderboard from the run records: pandas gathers, the verdict families decide, tabulate renders.
+
+Per profile (and protocol version: never pooled), one long table: each task's baseline, then every method
+compared with it, with the mean and its 95% t interval, the paired difference with its interval and the
+verdict (better / worse / equivalent / inconclusive; Holm across the task's family, TOST within ±δ;
+docs/reading-the-leaderboard.md). Then the power of each cell, the notes (skipped and failed runs with
+their reasons), the probes, the figures, the paper section, the tune records and the quoted numbers.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
-from . import probe_section
+from . import probe_section, text
 from .. import results
 from ..plugins.catalog import PLUMBING_PROFILES
+from ..stats.verdicts import ALPHA
 from ..store.records import atomic_write_bytes, records_frame
-from .fingerprints import split_by_fingerprint, tuning_table
-from .labels import empty_cell, labelled
-from ..stats.seeds import ALPHA
-from .cells import CELL_KEYS, Cell, best_detectable, cells, dedupe_runs
+from .families import BASELINES, Family, Prepared, baseline_of, families, load_all, prepare  # noqa: F401 (re-exported)
+from .fingerprints import tuning_table
+from .labels import empty_cell, labelled, one_line
+from .paper import paper_lines
+from .power import POWER_LEGEND, family_power_table
 
 PROFILE_ORDER = ["smoke", "quick", "paper"]
-METRIC_LEGEND = (
-    "Test metric: mean ± half-width of the 95% Student-t interval over seeds (n = seeds; a copy of a record "
-    "counts once). Each method is compared with its task's baseline (`ce`, or `mse-heatmap` for heatmaps) by a "
-    f"paired t-test over the seeds both ran (same seed = same initialisation and data order): ▲/▼ = detectable "
-    f"(n ≥ 2 pairs, p < {ALPHA}), n.s. = not detectable. A single run shows the test-set bootstrap 95% interval "
-    "(1000 resamples of the test samples) instead: it measures test-sampling error only, not seed-to-seed "
-    "variation. **Bold** = the best mean, only when its paired lead over the runner-up and over the baseline "
-    "is detectable.")
+PROFILE_TITLES = {"quick": "early training (quick profile)", "paper": "the papers' protocols"}
+VERDICT_LEGEND = (
+    "Cells: test metric mean ± half-width of the 95% Student-t interval over seeds (n = seeds; a copy of a record "
+    "counts once; a single run shows its test-set bootstrap 95% interval instead, which measures test-sampling "
+    "error only). Δ: the mean paired difference method − baseline over the seeds both ran (same seed = same "
+    "initialisation and data order) with its 95% t interval. Verdict, α = "
+    f"{ALPHA:g} family-wise per task, **Holm**-corrected across the task's family (every method compared with "
+    "that task's baseline in this table): **better** / worse = two-sided paired t-test, Holm-adjusted p < α; "
+    "equivalent = two one-sided tests (TOST) that the difference lies within ±δ, Holm-adjusted p < α; "
+    "inconclusive = neither, with the seeds a fixed design would need at the observed spread (80% power, α / "
+    "family size). Only a corrected **better** is bold. See docs/verdicts.md.")
+NOTES_HELP = "Runs without a metric (they never form or split a cell):"
 
 
 def tuned_settings(tasks: list[str]) -> str:
@@ -46,100 +60,130 @@ def tuned_settings(tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
-BASELINES = {"logits": "ce", "heatmaps": "mse-heatmap"}
-"""Each task's baseline by output kind (a task class may name its own with ``baseline_method``)."""
-
-
-def baseline_of(task: str) -> str | None:
-    """The method every other method on ``task`` is tested against (None for an unknown task)."""
-    from ..plugins.errors import SuiteError
-    from ..plugins.registry import registry
-
-    try:
-        cls = registry().get_class("task", task)
-    except SuiteError:
-        return None
-    return getattr(cls, "baseline_method", None) or BASELINES.get(getattr(cls, "output_kind", ""))
-
-
-def _num(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}"
-
-
-def format_cell(cell: Cell, higher_is_better: bool, is_baseline: bool, digits: int = 4) -> str:
-    """"mean ± t half-width (n=k)" and the verdict against the baseline; a single run shows its test-set
-    bootstrap interval instead of a seed interval."""
-    iv = cell.interval
-    if iv.n > 1:
-        text = f"{_num(iv.mean, digits)} ± {_num(iv.half_width, digits)} (n={iv.n})"
-    elif cell.test_ci is not None:
-        text = f"{_num(iv.mean, digits)} (n=1; test-set 95% [{_num(cell.test_ci[0], digits)}, {_num(cell.test_ci[1], digits)}])"
-    else:
-        text = f"{_num(iv.mean, digits)} (n=1)"
-    if is_baseline:
-        return text + " · baseline"
-    vs = cell.vs_baseline
-    if vs is None:
-        return text
-    if vs.n < 2:
-        return text + f" · vs baseline {vs.diff:+.{digits}f}, untested (n={vs.n})"
-    if vs.detectable:
-        better = (vs.diff > 0) == higher_is_better
-        return text + f" · {'▲' if better else '▼'} {vs.diff:+.{digits}f} p={vs.p:.3f}"
-    return text + f" · n.s. {vs.diff:+.{digits}f} p={vs.p:.2f}"
-
-
-def metric_table(runs: pd.DataFrame, profile: str, cell_keys: tuple[str, ...] = CELL_KEYS) -> str:
-    """One row per (task, method) of one profile, the task's baseline first: mean ± 95% t interval over seeds
-    with n, the method's paired test against the baseline, and the best in bold only when its lead is
-    detectable (see stats). Long rather than wide, so a suite with many methods stays readable."""
-    df = runs[runs["profile"] == profile]
-    tasks = sorted(df["task"].unique())
-    baselines = {t: baseline_of(t) for t in tasks}
-    all_cells = cells(df, {t: b for t, b in baselines.items() if b}, cell_keys)
-    extra = [k for k in cell_keys if k not in ("profile", "task", "method")]
-    t_at, m_at = list(cell_keys).index("task"), list(cell_keys).index("method")
-    rows, ns = [], set()
-    for task in tasks:
-        tdf = df[df["task"] == task]
-        meta = tdf.iloc[0]
-        higher = bool(meta.get("higher_is_better", True))
-        arrow = "↑" if higher else "↓"
-        groups = sorted({g[:t_at] + g[t_at + 1:m_at] + g[m_at + 1:] for g in all_cells if g[t_at] == task}) or [()]
-        for rest in groups:
-            task_cells = {g[m_at]: c for g, c in all_cells.items()
-                          if g[t_at] == task and g[:t_at] + g[t_at + 1:m_at] + g[m_at + 1:] == rest}
-            best = best_detectable(task_cells, baselines[task], higher)
-            label = f"{task} ({meta.get('metric_name', 'metric')} {arrow})"
-            if extra and rest:
-                label += " [" + ", ".join(str(v) for v in rest[-len(extra):]) + "]"
-            methods = sorted(set(tdf["method"].unique()) | set(task_cells), key=lambda m: (m != baselines[task], m))
-            for method in methods:
-                if method in task_cells:
-                    ns.add(task_cells[method].interval.n)
-                    cell = format_cell(task_cells[method], higher, method == baselines[task])
-                    rows.append([label, f"**{method}**" if method == best else method,
-                                 f"**{cell}**" if method == best else cell])
-                elif (why := empty_cell(tdf[tdf["method"] == method])) not in ("", "n/a"):
-                    rows.append([label, method, why])
-    seeds = (f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}–{max(ns)}") if ns else "0"
-    return tabulate(rows, headers=[f"task (metric) · {seeds} seed(s) per cell", "method",
-                                   "test metric · paired vs baseline"], tablefmt="github")
-
-
 def quoted_table(rows: list[dict[str, str]]) -> str:
     return tabulate([[r["task"], r["setting"], r["loss"], r["value"], r["source"], r.get("compare_with", "")]
                      for r in rows], headers=["task", "setting (paper)", "loss", "published value", "quoted from",
                                               "compare only with"], tablefmt="github")
 
 
+def profile_title(profile: str) -> str:
+    title = PROFILE_TITLES.get(profile)
+    return f"## Profile `{profile}`" + (f": {title}" if title else "")
+
+
+def _arrow(fam: Family) -> str:
+    return "↑" if fam.higher_is_better else "↓"
+
+
+def _names(labels: list[str], limit: int = 12) -> str:
+    shown = ", ".join(f"`{m}`" for m in labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def family_line(fam: Family) -> str:
+    """The header line of one task's family: its members, baseline, δ and how the verdicts were reached."""
+    members = fam.members
+    if not fam.rows:
+        return f"- `{fam.task}`: no results (only skipped or failed runs: their reasons are in the notes below)"
+    if fam.baseline is None or not members:
+        what = (f"no comparison (only `{fam.baseline}`)" if fam.baseline else
+                f"no baseline runs (`{baseline_of(fam.task) or '?'}`): nothing compared")
+    else:
+        what = f"family of {len(members)} compared with `{fam.baseline}` ({_names(members)})"
+    line = (f"- `{fam.task}` ({fam.metric_name} {_arrow(fam)}): {what}; δ = {fam.delta:g} ({fam.delta_source}); "
+            f"{fam.method}")
+    if fam.decision_path is not None:
+        line += f"; decision record `{_shown_path(fam.decision_path)}`"
+    return line + "".join(f"\n  - {note}" for note in fam.notes)
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the working directory when it lies under it, else as given."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix() if not str(
+            os.path.relpath(Path(path).resolve(), Path.cwd())).startswith("..") else Path(path).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _dirty_mark(row) -> str:
+    return " †" if row.dirty else ""
+
+
+def table_rows(fam: Family, frame: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
+    """The table rows of one family (baseline first) and the rows of its methods without a metric, with the
+    dirty-tree footnote entries."""
+    label = f"{fam.task} ({fam.metric_name} {_arrow(fam)}, δ={fam.delta:g})"
+    rows, dirty = [], []
+    seq = fam.design is not None
+    for name, row in fam.rows.items():
+        mean = text.cell(row.cell) + _dirty_mark(row)
+        v = row.verdict
+        if v is None:
+            delta, word = ("baseline", "") if name == fam.baseline else ("", "")
+        else:
+            delta, word = text.difference(v), text.verdict(v, seq)
+            if v.word == "better":
+                mean = f"**{mean}**"
+        rows.append([label, name, mean, delta, word, row.loss_nets or ""])
+        if row.dirty:
+            by_commit: dict[str, list[int]] = {}
+            for seed, commit in row.dirty:
+                by_commit.setdefault(commit, []).append(seed)
+            dirty.append(f"`{name}` on `{fam.task}`: " + "; ".join(
+                f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} at commit `{commit}`"
+                for commit, seeds in sorted(by_commit.items())))
+    tdf = frame[frame["task"] == fam.task]
+    for name in sorted(set(tdf["method"]) - set(fam.rows)):
+        why = empty_cell(tdf[tdf["method"] == name])
+        if why not in ("", "n/a"):
+            rows.append([label, name, why, "", "", ""])
+    return rows, dirty
+
+
+TABLE_HEADERS = ["task (metric, δ)", "method", "test metric: mean ± 95% t (n)", "Δ vs baseline [95% CI] (n)",
+                 "verdict", "notes"]
+
+
+def metric_section(fams: list[Family], frame: pd.DataFrame, protocol: int) -> list[str]:
+    """Header (α, Holm, families, δ, protocol version, seeds) and the table of one profile and protocol."""
+    rows, dirty = [], []
+    for fam in fams:
+        r, d = table_rows(fam, frame)
+        rows += r
+        dirty += d
+    ns = sorted({row.n for fam in fams for row in fam.rows.values()})
+    seeds = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}") if ns else "0"
+    lines = [f"Records of `PROTOCOL_VERSION` {protocol}" + (" (written before 0.2.0, no protocol_version field)"
+                                                              if protocol == 1 else "")
+             + f"; {seeds} seed(s) per cell; α = {ALPHA:g}, Holm correction within each task's family:", "",
+             *[family_line(f) for f in fams], "", VERDICT_LEGEND, ""]
+    if rows:
+        lines += [tabulate(rows, headers=TABLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
+    if dirty:
+        lines += ["† from a working tree with uncommitted changes (the code run is not exactly the commit named): "
+                  + " · ".join(dirty), ""]
+    return lines
+
+
 def notes_table(runs: pd.DataFrame, profile: str) -> str:
-    """Why cells are empty: skipped and failed runs with their reasons."""
+    """Why cells are empty: skipped and failed runs with their whole reasons, one row per (task, method,
+    status, reason) with the seeds it concerns."""
     df = runs[(runs["profile"] == profile) & (runs["status"] != "ok")]
     if df.empty:
         return ""
-    rows = sorted({(r.task, r.method, r.status, str(r.reason).splitlines()[0][:160]) for r in df.itertuples()})
-    return tabulate(rows, headers=["task", "method", "status", "reason"], tablefmt="github")
+    grouped: dict[tuple, set] = {}
+    skip = df["skip"] if "skip" in df else pd.Series([None] * len(df), index=df.index)
+    reason = df["reason"] if "reason" in df else pd.Series([None] * len(df), index=df.index)
+    for r, sk, why in zip(df.itertuples(), skip, reason):
+        status = r.status + (f" ({sk})" if isinstance(sk, str) and sk else "")
+        seed = getattr(r, "seed", None)
+        grouped.setdefault((r.task, r.method, status, one_line(why)), set()).add(
+            "?" if seed is None or seed != seed else str(int(seed)))
+    rows = [[t, m, ", ".join(sorted(seeds, key=lambda x: (len(x), x))), st, why]
+            for (t, m, st, why), seeds in sorted(grouped.items())]
+    return tabulate(rows, headers=["task", "method", "seeds", "status", "reason"], tablefmt="github",
+                    disable_numparse=True)
 
 
 def conditions(runs: pd.DataFrame, profile: str) -> str:
@@ -152,52 +196,79 @@ def conditions(runs: pd.DataFrame, profile: str) -> str:
                            else [])  # git_commit: in provenance (before 0.2.0 also in environment)
     devices = ", ".join(sorted({str(d) for d in column("device_name")})) or "unknown"
     commits = ", ".join(sorted({str(c)[:10] for c in column("git_commit")})) or "unknown"
-    seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
-    epochs = ", ".join(f"{t}: {int(e)}" for t, e in df.groupby("task")["epochs"].first().items())
+    seeds = ", ".join(str(int(s)) for s in sorted(df["seed"].unique()))
+    epochs = ", ".join(f"{t}: {int(e)}" for t, e in df.groupby("task")["epochs"].first().items() if e == e)
     return f"Profile `{profile}` · device: {devices} · epochs: {epochs} · seeds: {seeds} · commit: {commits}"
 
 
 def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | None = None,
-           include_plumbing: bool = False) -> str:
-    """The whole markdown page; with ``plots_dir``, also the PNG figures it links to. Plumbing-only profiles
-    (``smoke``) are left out unless ``include_plumbing``, and then marked as such."""
+           include_plumbing: bool = False, margin: float | None = None) -> str:
+    """The whole markdown page; with ``plots_dir``, also the PNG figures it links to (stale figures there
+    removed). Plumbing-only profiles (``smoke``) are left out (and counted) unless ``include_plumbing``, and
+    then marked as such. ``margin`` replaces every task's δ."""
     from .references import QUOTED_METRICS, QUOTED_PROBES
 
-    all_runs, all_probes = results.load(Path(results_dir), "run"), results.load(Path(results_dir), "probe")
-    runs = dedupe_runs(split_by_fingerprint(labelled(_with_nested(_published(all_runs, include_plumbing),
-                                                                   "provenance"))))
+    results_dir = Path(results_dir)
+    prepared = prepare(results_dir, include_plumbing)
+    runs = prepared.runs
+    all_probes = load_all(results_dir, "probe")
     probes = labelled(_with_nested(_published(all_probes, include_plumbing), "pool"))
-    descents = probe_section.descent_frame(Path(results_dir))
+    left_out = prepared.smoke_left_out + (len(all_probes) - len(probes))
+    descents = probe_section.descent_frame(results_dir)
     parts = ["# surrogate_bench leaderboard", "",
              "Generated by `python -m surrogate_bench leaderboard` from the run records under "
-             f"`{Path(results_dir).name}/`. Do not edit by hand.", ""]
+             f"`{_shown_path(results_dir)}/`. Do not edit by hand.", ""]
+    if left_out:
+        parts += [f"{left_out} smoke-profile (plumbing-only) record{'s' if left_out != 1 else ''} left out "
+                  "(`--include-smoke` shows them).", ""]
     if runs.empty and probes.empty:
-        hidden = len(all_runs) + len(all_probes)
+        hidden = left_out
         none = (f"No published records: the {hidden} records here are plumbing-only (smoke; `--include-smoke` "
                 "shows them)." if hidden else "No records yet.")
-        return "\n".join(parts + [none, ""])
-    seen = set(runs["profile"]) | (set(probes["profile"]) if not probes.empty else set())
+        return "\n".join(parts[:4] + [none, ""])
+    fams = families(prepared, margin=margin)
+    seen = (set(runs["profile"]) if not runs.empty else set()) | (set(probes["profile"]) if not probes.empty else set())
     profiles = sorted(seen, key=lambda p: (PROFILE_ORDER.index(p) if p in PROFILE_ORDER else 99, p))
+    written: list[Path] = []
     for profile in profiles:
-        parts += [f"## Profile `{profile}`", ""]
+        parts += [profile_title(profile), ""]
         if profile in PLUMBING_PROFILES:
             parts += [f"**Plumbing only:** `{profile}` runs take seconds on tiny subsets to test that everything "
                       "runs; their numbers do not compare losses.", ""]
-        if (runs["profile"] == profile).any():
-            parts += [conditions(runs, profile), "",
-                      METRIC_LEGEND, "",
-                      metric_table(runs, profile), ""]
+        mine = [f for f in fams if f.profile == profile]
+        protocols = sorted({f.protocol for f in mine}, reverse=True)
+        if not runs.empty and (runs["profile"] == profile).any():
+            parts += [conditions(runs, profile), ""]
+            for proto in protocols:
+                group = [f for f in mine if f.protocol == proto]
+                frame = runs[(runs["profile"] == profile) & (runs["protocol"] == proto)]
+                if len(protocols) > 1:
+                    parts += [f"### Protocol version {proto}", "",
+                              "Results compare only within one protocol version: these cells are never pooled "
+                              "with the other version's.", ""]
+                parts += metric_section(group, frame, proto)
+                power = family_power_table(group)
+                if power:
+                    parts += [f"#### Power (`{profile}`, protocol version {proto})", "", POWER_LEGEND, "", power, ""]
             tuned = tuned_settings(list(runs.loc[runs["profile"] == profile, "task"]))
             if tuned:
                 parts += [tuned, ""]
-        notes = notes_table(runs, profile)
-        if notes:
-            parts += ["Runs without a metric:", "", notes, ""]
+            notes = notes_table(runs, profile)
+            if notes:
+                parts += [NOTES_HELP, "", notes, ""]
         if not probes.empty and (probes["profile"] == profile).any():
-            parts += probe_section.section(Path(results_dir), probes, profile, descents)
+            parts += probe_section.section(results_dir, probes, profile, descents)
         if plots_dir is not None:
-            parts += _figures(runs, probes, profile, Path(plots_dir), link_base or Path(plots_dir).parent, descents)
-    tuning = tuning_table(records_frame(Path(results_dir), "tune"))
+            lines, figs = _figures(runs, probes, mine, profile, Path(plots_dir), link_base or Path(plots_dir).parent,
+                                   descents)
+            parts += lines
+            written += figs
+    if plots_dir is not None:
+        from . import plots
+
+        plots.remove_stale(Path(plots_dir), written)
+    parts += paper_lines(fams)
+    tuning = tuning_table(records_frame(results_dir, "tune"))
     if tuning:
         parts += ["## Tuning (validation split only)", "",
                   "`python -m surrogate_bench tune` records: the grid points tried (the same budget per method), "
@@ -232,28 +303,42 @@ def _with_nested(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return frame
 
 
-def _figures(runs: pd.DataFrame, probes: pd.DataFrame, profile: str, plots_dir: Path, base: Path,
-             descents: pd.DataFrame) -> list[str]:
+def _figures(runs: pd.DataFrame, probes: pd.DataFrame, fams: list[Family], profile: str, plots_dir: Path,
+             base: Path, descents: pd.DataFrame) -> tuple[list[str], list[Path]]:
+    """Per task: the probe figures, the verdict picture and the validation curves (one colour and marker per
+    method across the profile's figures); the markdown lines and the files written."""
     from . import plots
 
     lines: list[str] = []
-    tasks = sorted(set(runs.loc[runs["profile"] == profile, "task"]) |
+    written: list[Path] = []
+    prof_runs = runs[runs["profile"] == profile] if not runs.empty else runs
+    style = plots.styles(list(prof_runs["method"]) if not prof_runs.empty else [])
+    protocols = sorted({f.protocol for f in fams}, reverse=True)
+    tasks = sorted(set(prof_runs["task"] if not prof_runs.empty else []) |
                    (set(probes.loc[probes["profile"] == profile, "task"]) if not probes.empty else set()))
     for task in tasks:
         figs = []
         if not probes.empty:
             figs += probe_section.figures(probes, descents, profile, task, plots_dir)
-        figs.append(plots.validation_curves(runs[runs["profile"] == profile], task,
-                                            plots_dir / f"{profile}-{task}-val.png"))
-        links = [f"![{f.stem}]({f.relative_to(base).as_posix()})" for f in figs if f is not None]
+        for proto in protocols:
+            tag = f"-p{proto}" if len(protocols) > 1 else ""
+            for fam in (f for f in fams if f.task == task and f.protocol == proto):
+                figs.append(plots.verdict_plot(fam, plots_dir / f"{profile}{tag}-{task}-verdicts.png", style))
+            if not prof_runs.empty:
+                figs.append(plots.validation_curves(prof_runs[prof_runs["protocol"] == proto], task,
+                                                    plots_dir / f"{profile}{tag}-{task}-val.png", style))
+        figs = [f for f in figs if f is not None]
+        written += figs
+        links = [f"![{f.stem}]({f.relative_to(base).as_posix()})" for f in figs]
         if links:
             lines += [f"#### {task}", "", *links, ""]
-    return lines
+    return lines, written
 
 
-def write(results_dir: Path, out: Path, plots: bool = True, include_plumbing: bool = False) -> Path:
-    """Write the markdown (and, beside it in ``plots/``, its figures)."""
+def write(results_dir: Path, out: Path, plots: bool = True, include_plumbing: bool = False,
+          margin: float | None = None) -> Path:
+    """Write the markdown (and, beside it in ``plots/``, its figures; stale ones removed)."""
     out = Path(out)
     plots_dir = out.parent / "plots" if plots else None
-    atomic_write_bytes(out, render(results_dir, plots_dir, out.parent, include_plumbing).encode())
+    atomic_write_bytes(out, render(results_dir, plots_dir, out.parent, include_plumbing, margin).encode())
     return out

@@ -64,3 +64,19 @@ QUOTED_PROBES: list[dict[str, str]] = [
 def compare_with(method: str) -> list[dict[str, str]]:
     """The quoted metric rows that may sit beside ``method`` (their protocol's variant is that method)."""
     return [r for r in QUOTED_METRICS if r.get("compare_with", "").split(" · ")[0] == method]
+
+
+QUOTED_DEFINITION: dict[str, tuple[str, str]] = {
+    "mnist-ap": ("voc_ap", "the UniLoss release scores MNIST with interpolated (VOC) AP, not scikit-learn's "
+                           "exact AP: compare the quoted values with the VOC AP column"),
+}
+"""task -> (the ``test_metrics_extra`` key computed as the quoted numbers were, why): the column a quoted row
+sits in. Tasks not listed are quoted in the test metric's own definition."""
+
+EXTRA_METRIC_NAMES: dict[str, str] = {"voc_ap": "VOC AP (interpolated, UniLoss release)"}
+"""Column titles of the secondary test metrics (``test_metrics_extra``) by key."""
+
+
+def quoted_for(task: str) -> list[dict[str, str]]:
+    """The quoted metric rows of ``task``."""
+    return [r for r in QUOTED_METRICS if r["task"] == task]
