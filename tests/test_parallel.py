@@ -96,8 +96,11 @@ def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
     assert len(done.stdout.splitlines()) == 2
     recs = ok_records(results)
     assert set(recs) == {0, 1} and all(comparable(recs[s]) == comparable(sequential[s]) for s in (0, 1))
-    logs = list((results / "submitit").glob("*_log.out"))
-    assert len(logs) == 2, list((results / "submitit").iterdir())
+    launches = list((results / "submitit").iterdir())
+    assert len(launches) == 1 and launches[0].is_dir(), launches  # one fresh folder per launch
+    logs = list(launches[0].glob("*_log.out"))
+    assert len(logs) == 2, list(launches[0].iterdir())
+    assert not list(launches[0].glob("outcome-*.json"))  # written only for an error or a deadline
 
 
 def testworker_devices_round_robin_over_gpus(monkeypatch) -> None:

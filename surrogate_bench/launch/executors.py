@@ -3,15 +3,26 @@
 Every launcher yields one record per spec as runs finish. Workers re-load the ``--plugin`` files,
 resolve their own device and call :func:`surrogate_bench.running.runner.run_one`, so the per-key file
 lock, checkpoints and atomic records behave exactly as in a sequential run.
+
+Nothing an executor hands back is believed unchecked: a record sent by a worker must be a valid record of
+the key, task, method, profile and seed asked for; a submitit job's outcome is the run's *own JSON record*
+(written since the job was submitted, validated the same way), never ``job.result()`` -- submitit's result
+pickles are never unpickled, and every launch uses a fresh submitit folder of its own
+(``<folder>/<time>-<pid>-<random>/``), so no file left by an earlier job (job ids are process ids, reused)
+is ever read. A run that ends without its record gets a failed one with the reason (and the job's log),
+written by the parent only where no ok record is: only a run itself replaces a good record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import re
+import secrets
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +41,7 @@ from ..running.options import DeadlineReached, RunOptions
 from ..running.runner import base_record, run_one
 from ..running.spec import Resolved, RunSpec, resolve
 from .signals import children_ignore_sigint, die_with_parent
-from ..store.records import os_error_line, read_record, write_record
+from ..store.records import _locked, atomic_write_bytes, os_error_line, read_record, record_problem, write_record
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -83,6 +94,7 @@ def load_plugins(paths: Sequence[str | os.PathLike]) -> None:
 def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
     """Run every spec with the configured launcher; yield each record as its run finishes."""
     cfg.validate()
+    specs = unique_specs(specs, opts.log)
     if cfg.launcher == "local" and (cfg.jobs == 1 or len(specs) <= 1):
         for i, spec in enumerate(specs):
             if _past(opts):
@@ -91,8 +103,12 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
         return
     opts = replace(opts, progress=False, log=log_stderr)
     todo: list[Resolved] = []
-    for spec in dict.fromkeys(specs):  # a key twice in one grid runs once
+    keys: set[str] = set()
+    for spec in specs:
         r = resolve(spec, replace(opts, download=False))
+        if r.key in keys:  # two spellings of one run (e.g. a parameter given as 1 and 1.0): it runs once
+            continue
+        keys.add(r.key)
         existing = None if opts.force else read_record(r.path, r.key, opts.log, spec.expected_fields())
         if existing and existing["status"] == "ok":
             yield {**existing, "reused": True}
@@ -104,6 +120,16 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
         yield from _run_processes(todo, opts, cfg)
     else:
         yield from _run_submitit(todo, opts, cfg)
+
+
+def unique_specs(specs: Sequence[RunSpec], log: Any = log_stderr) -> list[RunSpec]:
+    """``specs`` with repeats dropped (first kept, order kept); one line on ``log`` says what was dropped."""
+    unique = list(dict.fromkeys(specs))
+    if len(unique) < len(specs):
+        repeated = list(dict.fromkeys(s for i, s in enumerate(specs) if s in specs[:i]))
+        names = ", ".join(s.label() for s in repeated[:3]) + (", ..." if len(repeated) > 3 else "")
+        log(f"note: {len(specs) - len(unique)} repeated run(s) in the list ({names}); each runs once")
+    return unique
 
 
 def _past(opts: RunOptions) -> bool:
@@ -159,11 +185,34 @@ def run_in_worker(spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], dev
 
 class SubmititRun(Checkpointable):
     """A submitit job of one spec; on a Slurm time limit or preemption it requeues itself and resumes from its
-    last epoch checkpoint (submitit calls ``checkpoint``, which resubmits the same arguments)."""
+    last epoch checkpoint (submitit calls ``checkpoint``, which resubmits the same arguments).
+
+    Its outcome reaches the parent as files the suite writes, never as submitit's result pickle: the run's
+    own JSON record, or (``outcome``, a JSON file in this launch's folder) a whole-command error or a stop at
+    the deadline. ``local``: a submitit-local job, which dies with its controller process (the parent
+    stops a job by killing that controller) and leaves Ctrl-C to the parent."""
+
+    def __init__(self, outcome: str | None = None, local: bool = False) -> None:
+        self.outcome, self.local = outcome, local
 
     def __call__(self, spec: RunSpec, opts: RunOptions, plugins: tuple[str, ...], device: str,
-                 threads: int | None = None) -> dict[str, Any]:
-        return run_in_worker(spec, opts, plugins, device, threads)
+                 threads: int | None = None) -> str:
+        if self.local:
+            controller = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
+            die_with_parent(int(controller) if controller.isdigit() else None)
+        try:
+            rec = run_in_worker(spec, opts, plugins, device, threads)
+        except SuiteError as exc:
+            self._tell("error", str(exc))
+            return "error"
+        except DeadlineReached as exc:
+            self._tell("deadline", str(exc))
+            return "deadline"
+        return str(rec.get("status"))  # the record itself is the JSON file the run wrote
+
+    def _tell(self, outcome: str, message: str) -> None:
+        if self.outcome:
+            atomic_write_bytes(Path(self.outcome), json.dumps({"outcome": outcome, "message": message}).encode())
 
 
 # -- parent side --------------------------------------------------------------------------------
@@ -172,18 +221,59 @@ def _threads_per_job(jobs: int) -> int:
     return max(1, torch.get_num_threads() // jobs)
 
 
-def _lost_run(r: Resolved, opts: RunOptions, reason: str, since: float = 0.0) -> dict[str, Any]:
-    """The record of a run whose worker died: its own record if it wrote one (after ``since``), else a failed one."""
-    spec, path = r.spec, r.path
-    existing = read_record(path, r.key, expect=spec.expected_fields())
-    if existing is not None and path.stat().st_mtime >= since:
-        return existing
-    record = {**base_record(spec, r.key, r.task, r.method, opts, r.fp), "status": "failed", "reason": reason}
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime_ns, size) of ``path``, None when absent: a record written since has another stamp
+    (records are written by rename, so each write is a new inode)."""
     try:
-        write_record(path, record)
-    except OSError as exc:
-        raise SuiteError(f"cannot write record {path}: {os_error_line(exc)}") from None
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def fresh_record(r: Resolved, before: tuple[int, int, int] | None) -> dict[str, Any] | None:
+    """The run's own record when one was written since ``before`` was stamped and it is a valid record of
+    this run's key, task, method, profile and seed; else None."""
+    stamp = file_stamp(r.path)
+    if stamp is None or stamp == before:
+        return None
+    return read_record(r.path, r.key, expect=r.spec.expected_fields())
+
+
+def _lost_run(r: Resolved, opts: RunOptions, reason: str, before: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """The record of a run whose worker or job ended without handing back its record: the run's own record if
+    it wrote one since ``before``; else a failed record with ``reason``. Under the record's lock (a concurrent
+    run of the key finishes first). The parent writes that failed record only where no ok record of this run
+    is: a good record (e.g. under ``--force``) is kept on disk and the failure is only reported."""
+    spec, path = r.spec, r.path
+    with _locked(path):
+        own = fresh_record(r, before)
+        if own is not None:
+            return own
+        record = {**base_record(spec, r.key, r.task, r.method, opts, r.fp), "status": "failed", "reason": reason}
+        existing = read_record(path, r.key, expect=spec.expected_fields())
+        if existing is not None and existing["status"] == "ok":
+            record["reason"] = f"{reason}; the earlier ok record {path} is kept"
+            return record
+        try:
+            write_record(path, record)
+        except OSError as exc:
+            raise SuiteError(f"cannot write record {path}: {os_error_line(exc)}") from None
     return record
+
+
+def _checked(message: Any, r: Resolved) -> tuple[str, Any]:
+    """A worker's message, its record validated against what was asked (else a lost run)."""
+    if not (isinstance(message, tuple) and len(message) == 2 and isinstance(message[0], str)):
+        return "died", None
+    kind, body = message
+    if kind == "record":
+        problem = record_problem(body, r.key, r.spec.expected_fields())
+        if problem is not None:
+            return "lost", f"worker process sent a record that is not this run's: {problem}"
+    elif not isinstance(body, str):
+        return "lost", f"worker process sent a malformed {kind!r} message"
+    return kind, body
 
 
 def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
@@ -194,7 +284,7 @@ def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -
     slots = min(cfg.jobs, len(specs))
     threads = _threads_per_job(slots)
     pending, free = list(specs), list(range(slots))
-    running: dict[Any, tuple[Any, Any, Resolved, int, float]] = {}  # sentinel -> (process, conn, run, slot, t0)
+    running: dict[Any, tuple[Any, Any, Resolved, int, Any]] = {}  # sentinel -> (process, conn, run, slot, stamp)
     messages: dict[Any, Any] = {}  # sentinel -> what the worker sent (read as it comes: a pipe holds only ~64 KiB)
     stopped = 0  # runs that checkpointed and stopped at the deadline
     try:
@@ -209,7 +299,7 @@ def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -
                 with children_ignore_sigint():
                     proc.start()
                 send.close()
-                running[proc.sentinel] = (proc, recv, r, slot, time.time())
+                running[proc.sentinel] = (proc, recv, r, slot, file_stamp(r.path))
             conns = {entry[1]: sentinel for sentinel, entry in running.items() if sentinel not in messages}
             ready = wait([*running, *conns])
             for conn in (c for c in ready if c in conns):
@@ -218,7 +308,7 @@ def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -
                 except (EOFError, OSError):
                     messages[conns[conn]] = None
             for sentinel in (c for c in ready if c in running):
-                proc, recv, r, slot, t0 = running.pop(sentinel)
+                proc, recv, r, slot, before = running.pop(sentinel)
                 message = messages.pop(sentinel, None)
                 if message is None and recv.poll():
                     try:
@@ -228,17 +318,18 @@ def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -
                 proc.join()
                 recv.close()
                 free.append(slot)
-                if message and message[0] == "record":
-                    yield message[1]
-                elif message and message[0] == "error":
-                    raise SuiteError(message[1])
-                elif message and message[0] == "deadline":
+                kind, body = _checked(message, r) if message is not None else ("died", None)
+                if kind == "record":
+                    yield body
+                elif kind == "error":
+                    raise SuiteError(body)
+                elif kind == "deadline":
                     stopped += 1
-                elif message and message[0] == "lost":
-                    yield _lost_run(r, opts, message[1], since=t0)
+                elif kind == "lost":
+                    yield _lost_run(r, opts, body, before)
                 else:
                     how = f"signal {-proc.exitcode}" if (proc.exitcode or 0) < 0 else f"exit code {proc.exitcode}"
-                    yield _lost_run(r, opts, f"worker process died ({how}) before writing the record", since=t0)
+                    yield _lost_run(r, opts, f"worker process died ({how}) before writing the record", before)
         if stopped or pending:
             raise DeadlineReached(f"deadline reached: {stopped} run(s) checkpointed, {len(pending)} not started")
     finally:  # interrupted or terminated: stop every worker and wait for it (a killed run resumes later)
@@ -252,13 +343,23 @@ def _run_processes(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -
             recv.close()
 
 
-def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
+def launch_folder(base: Path) -> Path:
+    """A fresh folder for one launch's submitit files, ``<base>/<time>-<pid>-<random>``: nothing an earlier
+    launch left (a result pickle of a reused job id, a submitted pickle) can be found by this one's jobs."""
+    folder = Path(base) / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise SuiteError(f"cannot make the submitit folder {folder}: {os_error_line(exc)}") from None
+    return folder
+
+
+def _submitit_executor(cfg: LaunchConfig, opts: RunOptions, folder: Path):
     try:
         import submitit
     except ImportError:
         raise SuiteError(f"--launcher {cfg.launcher} needs the submitit package: pip install submitit") from None
 
-    folder = Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit")
     if cfg.launcher == "submitit":
         if shutil.which("sbatch") is None:
             raise SuiteError("--launcher submitit needs Slurm, but sbatch is not on PATH; "
@@ -284,39 +385,98 @@ def _submitit_executor(cfg: LaunchConfig, opts: RunOptions):
     return executor, gpus
 
 
+def _read_outcome(path: Path) -> tuple[str, str] | None:
+    """What a job said besides its record (``error`` / ``deadline`` and a message), from the JSON file this
+    launch gave it; None when it wrote none or the file is not such an object."""
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if (isinstance(out, dict) and out.get("outcome") in ("error", "deadline")
+            and isinstance(out.get("message"), str)):
+        return out["outcome"], out["message"]
+    return None
+
+
+def _last_log_line(path: Path) -> str:
+    """The last line of a job's stderr log that names an error (for the failed record's reason), or ''."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    hits = [ln.strip() for ln in lines if re.match(r"^\w*(Error|Exception|Interrupt)\b.*:", ln.strip())]
+    return hits[-1][:300] if hits else ""
+
+
+def _stop_local_job(job: Any) -> None:
+    """Stop a submitit-local job without submitit's noise: kill its controller (which ignores Ctrl-C and would
+    print a traceback on the SIGINT submitit's ``cancel`` sends); the run dies with it (see SubmititRun)."""
+    process = getattr(job, "_process", None)
+    if process is None:
+        return
+    with contextlib.suppress(OSError):
+        process.send_signal(signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        process.wait(timeout=10)
+
+
 def _run_submitit(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) -> Iterator[dict[str, Any]]:
-    executor, gpus = _submitit_executor(cfg, opts)
+    folder = launch_folder(Path(cfg.submitit_dir or Path(opts.results_dir) / "submitit"))
+    executor, gpus = _submitit_executor(cfg, opts, folder)
     local = cfg.launcher == "submitit-local"  # local jobs share this machine's cores; Slurm ones have their own
     threads = _threads_per_job(min(cfg.jobs, len(specs))) if local else None
     args = (tuple(str(Path(p).resolve()) for p in cfg.plugins), cfg.device, threads)
-    pending = list(specs)
-    running: dict[Any, Resolved] = {}
+    pending = list(enumerate(specs))
+    running: dict[Any, tuple[Resolved, Any, Path]] = {}  # job -> (run, record stamp at submission, outcome file)
+
+    def job_of(i: int, r: Resolved) -> tuple[SubmititRun, tuple[Resolved, Any, Path]]:
+        outcome = folder / f"outcome-{i}-{r.key[:10]}.json"
+        return SubmititRun(str(outcome), local), (r, file_stamp(r.path), outcome)
+
     if cfg.launcher == "submitit":  # one Slurm array; Slurm queues it
+        made = [job_of(i, r) for i, r in pending]
         with executor.batch():
-            jobs = [executor.submit(SubmititRun(), r.spec, opts, *args) for r in pending]
-        running = dict(zip(jobs, pending))
+            jobs = [executor.submit(fn, entry[0].spec, opts, *args) for fn, entry in made]
+        running = dict(zip(jobs, (entry for _, entry in made)))
         pending = []
-    n_gpu, submitted = torch.cuda.device_count(), 0
+    n_gpu, submitted, stopped = torch.cuda.device_count(), 0, 0
     try:
-        while pending or running:
-            while pending and len(running) < cfg.jobs:  # submitit-local: at most --jobs at once
+        while (pending and not _past(opts)) or running:
+            while pending and len(running) < cfg.jobs and not _past(opts):  # submitit-local: at most --jobs at once
                 if gpus:  # spread jobs over the GPUs, round-robin
                     first = (submitted * gpus) % n_gpu
                     executor.update_parameters(visible_gpus=[(first + k) % n_gpu for k in range(gpus)])
-                r = pending.pop(0)
-                running[executor.submit(SubmititRun(), r.spec, opts, *args)] = r
+                fn, entry = job_of(*pending.pop(0))
+                with children_ignore_sigint():  # a terminal's Ctrl-C reaches the whole group: the parent decides
+                    running[executor.submit(fn, entry[0].spec, opts, *args)] = entry
                 submitted += 1
             done = [job for job in running if job.done()]
             if not done:
                 time.sleep(cfg.poll_s)
-            for job in done:
-                r = running.pop(job)
-                try:
-                    yield job.result()
-                except Exception as exc:  # the job died or raised: keep the reason and the log path
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    yield _lost_run(r, opts, f"submitit job {job.job_id} failed: {first} "
-                                                f"(log: {job.paths.stderr})")
+            for job in done:  # never job.result(): that unpickles a file; the record is the run's own JSON
+                r, before, outcome = running.pop(job)
+                told = _read_outcome(outcome)
+                if told and told[0] == "error":
+                    raise SuiteError(told[1])
+                if told and told[0] == "deadline":
+                    stopped += 1
+                    continue
+                own = fresh_record(r, before)
+                if own is not None:
+                    yield own
+                    continue
+                last = _last_log_line(job.paths.stderr)
+                yield _lost_run(r, opts, f"submitit job {job.job_id} ended without writing its record"
+                                         f"{f' ({last})' if last else ''} (log: {job.paths.stderr})", before)
+        if stopped or pending:
+            raise DeadlineReached(f"deadline reached: {stopped} run(s) checkpointed, {len(pending)} not started")
     finally:
         for job in running:
-            job.cancel(check=False)
+            if local:
+                _stop_local_job(job)
+            else:
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
