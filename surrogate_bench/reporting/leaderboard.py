@@ -225,6 +225,10 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
         hidden = left_out
         none = (f"No published records: the {hidden} records here are plumbing-only (smoke; `--include-smoke` "
                 "shows them)." if hidden else "No records yet.")
+        if plots_dir is not None:  # no figures any more: none of the old ones stays
+            from . import plots
+
+            plots.remove_stale(Path(plots_dir), [])
         return "\n".join(parts[:4] + [none, ""])
     fams = families(prepared, margin=margin)
     seen = (set(runs["profile"]) if not runs.empty else set()) | (set(probes["profile"]) if not probes.empty else set())

@@ -48,7 +48,7 @@ def power_rows(fam: Family) -> list[list[str]]:
             continue
         sd = float(d.std(ddof=1))
         mdd = minimal_detectable_difference(sd, len(d), level)
-        rows.append(head + [f"{sd:.4f}", f"{mdd:.4f}", _seeds(seeds_for(fam.delta, sd, level)),
+        rows.append(head + [f"{sd:.4g}", f"{mdd:.4g}", _seeds(seeds_for(fam.delta, sd, level)),
                             _seeds(seeds_for_equivalence(0.0, sd, fam.delta, level))])
     return rows
 
