@@ -65,3 +65,19 @@ def run_options(results_dir: Path, data_root: Path):
 
     return RunOptions(results_dir=results_dir, data_root=data_root, device=torch.device("cpu"),
                       progress=False, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def data_root_or_empty(tmp_path_factory) -> Path:
+    """The real data root when present, else an empty folder: tasks that read no files (synthetic, generated
+    or shipped with a dependency) still run; the others are skipped by the test with the loader's reason."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else tmp_path_factory.mktemp("no-data")
+
+
+@pytest.fixture
+def contract_options(results_dir: Path, data_root_or_empty: Path):
+    """CPU run options on :func:`data_root_or_empty` (contract smoke runs, which need no particular data)."""
+    from surrogate_bench.running.options import RunOptions
+
+    return RunOptions(results_dir=results_dir, data_root=data_root_or_empty, device=torch.device("cpu"),
+                      progress=False, log=lambda m: None)

@@ -45,13 +45,13 @@ def test_tuned_method_defaults_are_known_parameters(task_name: str) -> None:
 
 
 @pytest.mark.parametrize("task_name,method_name", PAIRS)
-def test_smoke_step(task_name: str, method_name: str, data_root) -> None:
+def test_smoke_step(task_name: str, method_name: str, data_root_or_empty) -> None:
     """One training step: a finite 0-d loss with gradients, and a metric in range on the batch."""
     task, method = get_task(task_name), get_method(method_name)
     if method.supports(task):
         pytest.skip(method.supports(task))
     try:
-        data = load_task_data(task, data_root, download=False).limit(task.profile("smoke"))
+        data = load_task_data(task, data_root_or_empty, download=False).limit(task.profile("smoke"))
     except DataUnavailable as exc:
         pytest.skip(str(exc))
     if method.learned:
@@ -72,13 +72,13 @@ def test_smoke_step(task_name: str, method_name: str, data_root) -> None:
 
 
 @pytest.mark.parametrize("task_name,method_name", PAIRS)
-def test_smoke_run_record(task_name: str, method_name: str, run_options) -> None:
+def test_smoke_run_record(task_name: str, method_name: str, contract_options) -> None:
     """A whole smoke run writes one valid record: ok with an in-range metric, or skipped with a reason."""
     spec = RunSpec(task_name, method_name, "smoke", 0)
-    rec = run_one(spec, run_options)
+    rec = run_one(spec, contract_options)
     assert rec["status"] in {"ok", "skipped"}, rec.get("reason")
-    key = spec.key_at(run_options.data_root)
-    assert rec["key"] == key and read_record(spec.record_path(run_options.results_dir, key))["key"] == key
+    key = spec.key_at(contract_options.data_root)
+    assert rec["key"] == key and read_record(spec.record_path(contract_options.results_dir, key))["key"] == key
     if rec["status"] == "ok":
         lo, hi = get_task(task_name).metric_range
         assert lo <= rec["test_metric"] <= hi
