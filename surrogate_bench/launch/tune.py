@@ -79,6 +79,19 @@ def _score(values: list[float | None], higher: bool) -> float:
     return mean if higher else -mean
 
 
+def unique_seeds(seeds: Iterable[int], log: Callable[[str], None] = print) -> list[int]:
+    """``seeds`` with repeats dropped (order kept), one line on ``log`` when any were: a seed given twice is
+    one trial, counted once in a point's mean (it cannot tip the choice)."""
+    seeds = list(seeds)
+    unique = list(dict.fromkeys(seeds))
+    if not unique:
+        raise SuiteError("tune: pass at least one seed")
+    if len(unique) < len(seeds):
+        repeated = sorted({s for i, s in enumerate(seeds) if s in seeds[:i]})
+        log(f"note: seed(s) {', '.join(map(str, repeated))} given more than once; each counted once")
+    return unique
+
+
 def tune_path(results_dir: Path, profile: str, task: str, method: str, key: str) -> Path:
     return Path(results_dir) / "tuning" / profile / task / f"{method}-{key[:10]}.json"
 
@@ -92,6 +105,9 @@ def tune(task_name: str, method_name: str, grid: dict[str, list[Any]], profile: 
     method_for(task, method_name)  # unknown method: SuiteError before any training
     points = grid_points(grid, budget)
     t_params = tuple(sorted((task_params or {}).items()))
+    seeds = unique_seeds(seeds, opts.log)
+    for point in points:  # every grid point's parameters checked (domains, combinations) before any trial trains
+        RunSpec(task_name, method_name, profile, seeds[0], t_params, tuple(sorted(point.items()))).build()
     trials: list[dict[str, Any]] = []
     for point in points:
         for seed in seeds:

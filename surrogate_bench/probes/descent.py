@@ -252,7 +252,7 @@ def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions
     """Descent-probe one (task, method) from the states of the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
     method = method_for(task, method_name, **(method_params or {}))
-    ident = probe_identity("descent", task, method, profile, descent_settings(), opts.data_root)
+    ident = probe_identity("descent", task, method, profile, descent_settings(), opts.data_root, opts.download)
     path = descent_path(opts.results_dir, task_name, method_name, profile, ident.key)
 
     def base() -> dict[str, Any]:

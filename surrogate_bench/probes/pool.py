@@ -93,6 +93,16 @@ def pool_settings(task: Task, profile_name: str, data_fp: str = "") -> dict:
             "data_fingerprint": data_fp}
 
 
+def built_settings(task: Task, data: TaskData, profile_name: str, data_fp: str = "", seed: int = 0) -> dict:
+    """Everything a pool built now from ``data`` would store as its settings (compared before a stored pool is
+    used): :func:`pool_settings`, the probe split, the baseline's step count and the seed."""
+    profile = task.profile(profile_name)
+    n = len(data.train)
+    total = (n // min(profile.batch_size, n)) * profile.epochs if n else 0
+    return {**pool_settings(task, profile_name, data_fp), "split": "val" if len(data.val) else "test",
+            "total_steps": total, "seed": seed}
+
+
 def pool_path(results_dir: Path, task: Task, profile_name: str, data_fp: str = "") -> Path:
     blob = json.dumps(pool_settings(task, profile_name, data_fp), sort_keys=True, default=str)
     return Path(results_dir) / "pools" / f"{task.name}-{profile_name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.pt"
@@ -166,8 +176,7 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
         metrics.append(metric[keep])
         fracs.append(frac[keep])
         state_ids.append(torch.full((int(keep.sum()),), s, dtype=torch.long))
-    settings = {**pool_settings(task, profile_name, data_fp), "split": "val" if len(data.val) else "test",
-                "total_steps": total, "seed": seed}
+    settings = built_settings(task, data, profile_name, data_fp, seed)
     return {"outputs": torch.cat(outs).to(torch.float16 if task.output_kind == "heatmaps" else torch.float32),
             "targets": torch.cat(tgts), "metric": torch.cat(metrics), "state": torch.cat(state_ids),
             "corrupted": torch.cat(fracs), "state_step": torch.tensor(steps[:len(weights)]),
@@ -189,9 +198,29 @@ def _well_formed(state: Any) -> bool:
         return False
 
 
+def pool_problem(state: dict, expected: dict, probe_len: int) -> str | None:
+    """Why a well-formed stored pool is not the one this probe asks for (None when it is): its settings (task
+    config, profile and its settings, baseline, construction, code and data fingerprints, split, steps, seed)
+    must equal ``expected``, its batch metrics must be finite and its held-out indices inside the probe split."""
+    stored = json.loads(state["settings"])
+    differ = sorted(k for k in set(stored) | set(expected)
+                    if json.dumps(stored.get(k), sort_keys=True, default=str)
+                    != json.dumps(expected.get(k), sort_keys=True, default=str))
+    if differ:
+        return f"built for other settings: {', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''} differ"
+    if not bool(torch.isfinite(state["metric"].double()).all()):
+        return "non-finite batch metrics"
+    index = state["eval_index"]
+    if not isinstance(index, Tensor) or (index.numel() and not 0 <= int(index.min()) <= int(index.max()) < probe_len):
+        return "held-out indices outside the probe split"
+    return None
+
+
 def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device,
                        results_dir: Path, log=print, data_fp: str = "") -> ProbePool:
-    """The cached pool for (task, profile, code, data), built once; an unreadable or malformed file is rebuilt."""
+    """The cached pool for (task, profile, code, data), built once. A stored pool is used only when it is well
+    formed and its stored settings equal what this probe asks for (:func:`pool_problem`); otherwise (a file
+    copied from another profile, data or code) it is rebuilt with one line saying why."""
     path = pool_path(results_dir, task, profile_name, data_fp)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
@@ -200,7 +229,8 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
             try:
                 raw = path.read_bytes()
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-                problem = None if _well_formed(state) else "malformed: missing fields or inconsistent shapes"
+                problem = (pool_problem(state, built_settings(task, data, profile_name, data_fp), len(probe_split(data)))
+                           if _well_formed(state) else "malformed: missing fields or inconsistent shapes")
                 digest = hashlib.sha256(raw).hexdigest()
             except Exception as exc:
                 problem = f"unreadable ({type(exc).__name__})"

@@ -40,7 +40,8 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
     """Probe one (task, method) on the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
     method = method_for(task, method_name, **(method_params or {}))
-    ident = probe_identity("probe", task, method, profile, {"probe_version": PROBE_VERSION}, opts.data_root)
+    ident = probe_identity("probe", task, method, profile, {"probe_version": PROBE_VERSION}, opts.data_root,
+                           opts.download)
     path = probe_path(opts.results_dir, task_name, method_name, profile, ident.key)
 
     def base() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..plugins.contracts import Method, PrepareContext, Profile, Task, TaskData
+from ..plugins.errors import DataUnavailable
 from ..plugins.registry import method_for
 from ..store.provenance import code_fingerprint, data_fingerprint, provenance, source_digest
 from ..running.data_cache import load_task_data
@@ -27,12 +28,33 @@ def probe_code_fingerprint() -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def safe_data_fingerprint(task: Task, data_root: Path) -> str:
-    """The task's data fingerprint, ``unavailable`` when a file is missing (the record is then a data skip)."""
+def safe_data_fingerprint(task: Task, data_root: Path, download: bool = False) -> str:
+    """The task's data fingerprint, ``unavailable`` when a file is missing or unreadable (the record is then a
+    data skip, never an ok record, never reused). With ``download``, the task's loader first fetches or
+    extracts missing files, as for a run."""
     try:
         return data_fingerprint(task, Path(data_root))
     except Exception:  # DataUnavailable, or an unreadable file
+        if not download:
+            return DATA_UNAVAILABLE
+    try:
+        load_task_data(task, data_root, True)
+        return data_fingerprint(task, Path(data_root))
+    except Exception:
         return DATA_UNAVAILABLE
+
+
+def data_unavailable(task: Task, data_root: Path) -> DataUnavailable:
+    """Why the task's data could not be fingerprinted, as the data skip of a probe keyed ``unavailable``."""
+    try:
+        data_fingerprint(task, Path(data_root))
+    except DataUnavailable as exc:
+        return exc
+    except Exception as exc:
+        return DataUnavailable(f"{task.name}: its data files cannot be fingerprinted ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})")
+    return DataUnavailable(f"{task.name}: its data files could not be fingerprinted when the probe was keyed; "
+                           "run it again")
 
 
 @dataclass(frozen=True)
@@ -45,9 +67,10 @@ class ProbeIdentity:
 
 
 def probe_identity(kind: str, task: Task, method: Method, profile: str, settings: dict[str, Any],
-                   data_root: Path) -> ProbeIdentity:
+                   data_root: Path, download: bool = False) -> ProbeIdentity:
     """Key over (kind, task/method configs, profile, the probe's settings, code/data/probe-code fingerprints)."""
-    code, data, probe_code = code_fingerprint(task, method), safe_data_fingerprint(task, data_root), probe_code_fingerprint()
+    code, probe_code = code_fingerprint(task, method), probe_code_fingerprint()
+    data = safe_data_fingerprint(task, data_root, download)
     blob = json.dumps({"kind": kind, "task": task.config(), "method": method.config(), "profile": profile,
                        "settings": settings, "code_fingerprint": code, "data_fingerprint": data,
                        "probe_code_fingerprint": probe_code}, sort_keys=True, default=str)
@@ -73,6 +96,10 @@ class ProbeSetup:
 
 def prepare_probe(task: Task, method: Method, profile_name: str, opts: RunOptions, data_fp: str,
                   log: Callable[[str], None] | None = None) -> ProbeSetup:
+    """The probe's data, pool and artifact; a probe keyed on ``unavailable`` data is a data skip (no pool is
+    built or read for data that could not be fingerprinted)."""
+    if data_fp == DATA_UNAVAILABLE:
+        raise data_unavailable(task, opts.data_root)
     prof = task.profile(profile_name)
     data = load_task_data(task, opts.data_root, opts.download).limit(prof).to(opts.device)
     pool = load_or_build_pool(task, data, profile_name, opts.device, opts.results_dir, log or opts.log, data_fp=data_fp)

@@ -25,10 +25,11 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -115,17 +116,46 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
 
-class DigestCache:
-    """sha256 of data files, remembered by (resolved path, size, mtime_ns, inode) in a small JSON file."""
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-    def __init__(self, path: Path | None = None) -> None:
+
+_NOTED: set[str] = set()
+
+
+def _note(message: str) -> None:
+    """One line on stderr, each distinct note once per process (a grid fingerprints its data once per run)."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+class DigestCache:
+    """sha256 of data files, remembered by (resolved path, size, mtime_ns, inode) in a small JSON file.
+
+    The cache is believed only where it is well formed: a file that is not a JSON object, and an entry that
+    is not an object with an integer stamp and a 64-hex-digit ``sha256``, are dropped and the data file is
+    hashed again, with one line (``log``, default stderr) naming the cache file; the repaired cache is saved."""
+
+    def __init__(self, path: Path | None = None, log: Callable[[str], None] | None = None) -> None:
         self.path = path or cache_dir() / "digests.json"
+        self.log = log or _note
+        self.dirty = False
+        self.entries: dict[str, Any] = {}
         try:
             loaded = json.loads(self.path.read_text())
-            self.entries: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            self.entries = {}
-        self.dirty = False
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self.log(f"digest cache {self.path} is unreadable ({why}); hashing the data files again")
+            self.dirty = True  # rewrite it (best effort)
+            return
+        if not isinstance(loaded, dict):
+            self.log(f"digest cache {self.path} is not a JSON object but {type(loaded).__name__}; "
+                     "hashing the data files again")
+            self.dirty = True
+            return
+        self.entries = loaded
 
     def digest(self, path: Path) -> tuple[int, str]:
         real = Path(path).resolve()
@@ -133,7 +163,12 @@ class DigestCache:
         entry = self.entries.get(str(real))
         stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
         if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
-            return st.st_size, str(entry["sha256"])
+            digest = entry.get("sha256")
+            if isinstance(digest, str) and _SHA256.match(digest):
+                return st.st_size, digest
+            self.log(f"digest cache {self.path}: the entry for {real} has no valid sha256; hashing it again")
+        elif entry is not None and not isinstance(entry, dict):
+            self.log(f"digest cache {self.path}: the entry for {real} is not an object; hashing it again")
         h = hashlib.sha256()
         with real.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

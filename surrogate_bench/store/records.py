@@ -23,6 +23,7 @@ RECORD_KINDS = ("run", "probe", "tune", "descent")
 STATUSES = ("ok", "failed", "skipped")
 REQUIRED = ("kind", "key", "status", "task", "method", "profile")
 SEED_MAX = 2**63 - 1  # as plugins.contracts.SEED_MAX (not imported: reading records needs no torch)
+DATA_UNAVAILABLE = "unavailable"  # as running.spec.DATA_UNAVAILABLE: the data fingerprint of missing data
 
 
 _UMASK = os.umask(0o022)
@@ -70,7 +71,8 @@ _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
                "task": ((str,), True, True), "method": ((str,), True, True), "profile": ((str,), True, True),
                "reason": ((str,), False, False), "skip": ((str,), False, False), "metric_name": ((str,), False, True),
                "task_params": ((dict,), False, False), "method_params": ((dict,), False, False),
-               "environment": ((dict,), False, False), "wall_time_s": (_NUMBER, False, False)},
+               "environment": ((dict,), False, False), "wall_time_s": (_NUMBER, False, False),
+               "provenance": ((dict,), False, False)},
     "run": {"environment": ((dict,), False, True), "seed": ((int,), True, True), "test_metric": (_NUMBER, False, True),
             "best_val_metric": (_NUMBER, False, False), "final_val_metric": (_NUMBER, False, False),
             "higher_is_better": ((bool,), False, False), "epochs": ((int,), False, True),
@@ -128,11 +130,34 @@ def record_problem(rec: Any, expected_key: str | None = None, expect: Mapping[st
     for i, item in enumerate(rec.get("points") or [] if rec["kind"] == "probe" else []):  # scatter plots
         if not (isinstance(item, list) and len(item) in (2, 3) and all(map(_number_or_none, item))):
             return f"points entry {i} is not [loss, metric] or [loss, metric, state] numbers"
+    if ok and (rec.get("provenance") or {}).get("data_fingerprint") == DATA_UNAVAILABLE:
+        return "an ok record whose data fingerprint is 'unavailable' (measured without its data files)"
+    if rec["kind"] == "run" and ok and rec.get("history") is not None and len(rec["history"]) != rec["epochs"]:
+        return f"it claims {rec['epochs']} epoch(s) but holds {len(rec['history'])} history entries"
+    if rec["kind"] == "tune":
+        problem = _tune_problem(rec, ok)
+        if problem is not None:
+            return problem
     if expected_key is not None and rec["key"] != expected_key:
         return f"its key {rec['key']!r} is not this run's key {expected_key!r} (another run's record?)"
     for name, value in (expect or {}).items():
         if rec.get(name) != value:
             return f"its {name} {rec.get(name)!r} is not this run's {value!r} (another run's record?)"
+    return None
+
+
+def _tune_problem(rec: dict[str, Any], ok: bool) -> str | None:
+    """What a tune record's readers rely on: trials as objects, integer seeds, an ok choice among its points."""
+    seeds = rec.get("seeds")
+    if seeds is not None and not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return "field 'seeds' holds a non-integer"
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        return "field 'seeds' repeats a seed (it would be counted twice)"
+    for i, trial in enumerate(rec.get("trials") or []):
+        if not (isinstance(trial, dict) and isinstance(trial.get("params"), dict) and trial.get("status") in STATUSES):
+            return f"trials entry {i} is not {{params: object, status: ok|failed|skipped, ...}}"
+    if ok and rec.get("points") is not None and rec.get("choice") not in rec["points"]:
+        return "its choice is not one of its grid points"
     return None
 
 
@@ -216,11 +241,25 @@ def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]],
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}".strip(),
                           traceback=traceback.format_exc(limit=8))
         record["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        if record["status"] == "ok":  # never write an ok record the suite would then refuse to read back
+            _refuse_invalid_ok(record, key, expect)
         try:
             write_record(path, record)
         except OSError as exc:  # results dir became unwritable / full: a whole-command error
             raise SuiteError(f"cannot write record {path}: {os_error_line(exc)}") from None
         return record
+
+
+def _refuse_invalid_ok(record: dict[str, Any], key: str, expect: Mapping[str, Any] | None) -> None:
+    """Turn an ok record that is not a valid record of ``key`` into a data skip (measured under the data
+    fingerprint ``unavailable``: its data could not be fingerprinted) or a failure naming the problem."""
+    if (record.get("provenance") or {}).get("data_fingerprint") == DATA_UNAVAILABLE:
+        record.update(status="skipped", skip="data", reason=f"{record.get('task')}: its data files could not be "
+                      "fingerprinted (missing or unreadable), so a result cannot be keyed to its data")
+        return
+    problem = record_problem(json.loads(json.dumps(_clean(record), default=str)), key, expect)
+    if problem is not None:
+        record.update(status="failed", reason=f"the result is not a valid record: {problem}")
 
 
 @contextlib.contextmanager
