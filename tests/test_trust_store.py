@@ -181,3 +181,24 @@ def test_tune_checks_every_grid_point_before_any_trial_trains(tmp_path):
     with pytest.raises(SuiteError, match="label_smoothing"):
         tune("tiny-fast", "ce", grid, "smoke", [0], 2, _opts(tmp_path))
     assert not list((tmp_path / "results").glob("**/*.json")), "a trial trained before the grid was checked"
+
+
+# -- odd files named like records ---------------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_fifos_devices_and_folders_named_like_records_are_refused_without_blocking(tmp_path, capsys):
+    import os
+
+    from surrogate_bench.store.records import iter_records
+
+    runs = tmp_path / "runs" / "smoke" / "t"
+    runs.mkdir(parents=True)
+    os.mkfifo(runs / "ce-s0-0123456789.json")  # a plain read would wait for a writer forever
+    (runs / "ce-s1-0123456789.json").mkdir()
+    if Path("/dev/zero").exists():
+        os.symlink("/dev/zero", runs / "ce-s2-0123456789.json")  # a plain read would never end
+    warned: list[str] = []
+    assert list(iter_records(tmp_path, "run", warned.append)) == []
+    assert len(warned) == 3 - (not Path("/dev/zero").exists()) and all("not a regular file" in m for m in warned)
+    os.mkfifo(tmp_path / "digests.json")
+    assert DigestCache(tmp_path / "digests.json", log=warned.append).entries == {}
+    assert "digests.json" in warned[-1] and "FIFO" in warned[-1]

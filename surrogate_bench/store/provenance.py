@@ -141,8 +141,10 @@ class DigestCache:
         self.log = log or _note
         self.dirty = False
         self.entries: dict[str, Any] = {}
+        from .records import read_regular
+
         try:
-            loaded = json.loads(self.path.read_text())
+            loaded = json.loads(read_regular(self.path))
         except FileNotFoundError:
             return
         except (OSError, ValueError, RecursionError) as exc:

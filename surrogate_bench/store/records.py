@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 import traceback
@@ -58,6 +59,30 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
+
+
+MAX_READ_BYTES = 256 << 20  # a record, cache or outcome file is small; anything larger is not one
+
+
+def read_regular(path: Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, opened without blocking: a FIFO, device or directory named
+    like a record (which a plain read would hang on or stream forever) is an OSError, as is a file over
+    ``limit`` bytes. A missing file is FileNotFoundError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
@@ -167,7 +192,7 @@ def read_record(path: Path, expected_key: str | None = None, warn: Callable[[str
     :func:`record_problem`) or, with ``expected_key``, another run's; ``warn`` hears why (missing is silent).
     The one reader of records: reuse, summaries and reports all go through it."""
     try:
-        rec = json.loads(Path(path).read_text())
+        rec = json.loads(read_regular(Path(path)))
     except (FileNotFoundError, NotADirectoryError):  # no record there (yet)
         return None
     except (OSError, ValueError, RecursionError) as exc:  # unreadable, truncated, not JSON, not UTF-8, too deep
