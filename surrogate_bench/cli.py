@@ -719,8 +719,12 @@ def _command_list(parser: argparse.ArgumentParser) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every way it can end is one line on stderr at most (never a traceback)."""
+    import warnings
+
     from .launch.signals import stop_on_signals
 
+    # a plugin on a 0.1 import path hears it (Python hides DeprecationWarnings outside __main__ by default)
+    warnings.filterwarnings("default", category=DeprecationWarning, message=r"surrogate_bench\.\S+ moved to")
     try:
         with stop_on_signals():
             parser = build_parser()
