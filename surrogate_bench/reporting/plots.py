@@ -130,9 +130,13 @@ def verdict_plot(family, out: Path, style: dict | None = None) -> Path | None:
         ax.text(width, y, f"  {v.word} (n={v.n})", va="center", fontsize=7,
                 fontweight="bold" if v.word == "better" else "normal")
     ax.set_xlim(-width, width)
+    if width > 20 * delta:  # an outlier would squeeze the ±δ band to a line: linear within ±δ, log beyond
+        ax.set_xscale("symlog", linthresh=delta)
     ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{family.metric_name}: method − {family.baseline} (paired over seeds, 95% t interval)", fontsize=8)
+    scale = " (symlog: linear within ±δ)" if width > 20 * delta else ""
+    ax.set_xlabel(f"{family.metric_name}: method − {family.baseline} (paired over seeds, 95% t interval){scale}",
+                  fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title(f"{family.task} ({family.profile}): verdicts vs {family.baseline}, Holm within {len(rows)}",
                  fontsize=9)
