@@ -77,10 +77,12 @@ class StepBar:
     ``enabled`` is a mode (``bar`` / ``log`` / ``off`` / ``auto``) or a bool (True: bar)."""
 
     def __init__(self, total: int, initial: int, desc: str, enabled: Any, interval: float = 0.5,
-                 stream: Any = None, log_every: float = LOG_EVERY_S, epoch_gap: float = LOG_EPOCH_GAP_S) -> None:
+                 stream: Any = None, log_every: float | None = None, epoch_gap: float | None = None) -> None:
         self.mode = resolve_mode(enabled)
         self.enabled = self.mode != "off"
-        self.interval, self.log_every, self.epoch_gap = interval, log_every, epoch_gap
+        self.interval = interval
+        self.log_every = LOG_EVERY_S if log_every is None else log_every
+        self.epoch_gap = LOG_EPOCH_GAP_S if epoch_gap is None else epoch_gap
         self.total, self.desc, self.stream = total, desc, stream
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=self.mode != "bar", leave=False,
                         dynamic_ncols=True, mininterval=interval)
