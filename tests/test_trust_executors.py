@@ -177,3 +177,18 @@ def test_stopping_a_submitit_local_run_is_one_line(how, tmp_path):
             except OSError:
                 pass
         parent.wait()
+
+
+def test_a_submitit_local_job_stopped_at_the_deadline_says_so_in_its_own_file(tmp_path):
+    """The job's non-record outcomes (a deadline, a whole-command error) come back as a JSON file of this launch,
+    not as a result pickle: the command stops with exit 3 and no failed stub is written for the checkpointed run."""
+    pytest.importorskip("submitit")
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "surrogate_bench", "--plugin", TINY, "run", "--task", "tiny-ap",
+                           "--method", "ce", "--profile", "smoke", "--seeds", "0", "--device", "cpu", "--no-progress",
+                           "--launcher", "submitit-local", "--max-minutes", "0.1", "--task-param", "step_delay_ms=100",
+                           "--results-dir", str(results), "--data-root", str(tmp_path)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert "1 run(s) checkpointed" in done.stderr.strip().splitlines()[-1]
+    assert not list(results.glob("runs/**/*.json")) and list(results.glob("checkpoints/*.pt"))
