@@ -418,7 +418,8 @@ def _summary(counts: dict[str, int], plan, elapsed: float, args: argparse.Namesp
     if counts["ok"] or counts["reused"]:
         nxt = f"next: python -m surrogate_bench leaderboard{where}"
     elif n_missing:
-        nxt = "next: put the data where the lines above say (or pass --download), then run the same command"
+        nxt = ("next: put the data where the lines above say, then run the same command" if args.download else
+               "next: put the data where the lines above say (or pass --download), then run the same command")
     else:
         nxt = "next: python -m surrogate_bench list (which methods each task supports)"
     return f"done in {minutes}m{seconds:02d}s: {', '.join(parts)}; {nxt}"
