@@ -100,7 +100,7 @@ def test_submitit_local_equals_sequential(sequential, tmp_path) -> None:
     assert len(launches) == 1 and launches[0].is_dir(), launches  # one fresh folder per launch
     logs = list(launches[0].glob("*_log.out"))
     assert len(logs) == 2, list(launches[0].iterdir())
-    assert not list(launches[0].glob("outcome-*.json"))  # written only for an error or a deadline
+    assert len(list(launches[0].glob("outcome-*.json"))) == 2  # each job's end, as JSON (never a result pickle)
 
 
 def testworker_devices_round_robin_over_gpus(monkeypatch) -> None:

@@ -188,8 +188,8 @@ class SubmititRun(Checkpointable):
     last epoch checkpoint (submitit calls ``checkpoint``, which resubmits the same arguments).
 
     Its outcome reaches the parent as files the suite writes, never as submitit's result pickle: the run's
-    own JSON record, or (``outcome``, a JSON file in this launch's folder) a whole-command error or a stop at
-    the deadline. ``local``: a submitit-local job, which dies with its controller process (the parent
+    own JSON record, and ``outcome`` (a JSON file in this launch's folder) saying how the job ended: its
+    record (reused or not), a whole-command error or a stop at the deadline. ``local``: a submitit-local job, which dies with its controller process (the parent
     stops a job by killing that controller) and leaves Ctrl-C to the parent."""
 
     def __init__(self, outcome: str | None = None, local: bool = False) -> None:
@@ -208,7 +208,8 @@ class SubmititRun(Checkpointable):
         except DeadlineReached as exc:
             self._tell("deadline", str(exc))
             return "deadline"
-        return str(rec.get("status"))  # the record itself is the JSON file the run wrote
+        self._tell("record", "reused" if rec.get("reused") else "")  # the record is the JSON file of the run
+        return str(rec.get("status"))
 
     def _tell(self, outcome: str, message: str) -> None:
         if self.outcome:
@@ -386,13 +387,13 @@ def _submitit_executor(cfg: LaunchConfig, opts: RunOptions, folder: Path):
 
 
 def _read_outcome(path: Path) -> tuple[str, str] | None:
-    """What a job said besides its record (``error`` / ``deadline`` and a message), from the JSON file this
-    launch gave it; None when it wrote none or the file is not such an object."""
+    """What a job said about its end (``record``, ``error`` or ``deadline`` and a message), from the JSON file
+    this launch gave it; None when it wrote none or the file is not such an object."""
     try:
         out = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if (isinstance(out, dict) and out.get("outcome") in ("error", "deadline")
+    if (isinstance(out, dict) and out.get("outcome") in ("record", "error", "deadline")
             and isinstance(out.get("message"), str)):
         return out["outcome"], out["message"]
     return None
@@ -465,8 +466,8 @@ def _run_submitit(specs: list[Resolved], opts: RunOptions, cfg: LaunchConfig) ->
                     stopped += 1
                     continue
                 own = fresh_record(r, before)
-                if own is not None:
-                    yield own
+                if own is not None:  # a concurrent run of the key may have written it: the job then reused it
+                    yield {**own, "reused": True} if told == ("record", "reused") else own
                     continue
                 last = _last_log_line(job.paths.stderr)
                 yield _lost_run(r, opts, f"submitit job {job.job_id} ended without writing its record"
