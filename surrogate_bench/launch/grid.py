@@ -325,6 +325,9 @@ def make_plan(specs: list[RunSpec], data_root: Path, results_dir: Path, *, force
         if reason is not None:
             plan.no_data.setdefault(label, (reason, []))[1].append(spec)
             continue
+        from ..running.progress import register_batch_size
+
+        register_batch_size(f"{spec.task}/{spec.method}/s{spec.seed}", spec.profile_of(task).batch_size)
         if force:
             plan.train.append(spec)
             continue
