@@ -690,11 +690,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
         notes[note] = notes.get(note, 0) + 1
     for note, n in sorted(notes.items()):
         print(f"{n} record(s) {note}", file=sys.stderr, flush=True)
-    kinds: dict[str, int] = {}
+    kinds: dict[str, int] = {"skips": 0, "failures": 0, "other fingerprints": 0}
     for _, why in stale:
         kind = "skips" if why.startswith("skip") else "failures" if why.startswith("failed") else "other fingerprints"
         kinds[kind] = kinds.get(kind, 0) + 1
-    detail = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "nothing stale"
+    detail = ", ".join(f"{n} {k}" for k, n in kinds.items() if n) or "nothing stale"
     where = f" older than {args.older_than}" if args.older_than else ""
     print(f"clean {args.results_dir}{where}: {verb} {len(stale)} record(s) ({detail})"
           + ("; run without --dry-run to remove them" if args.dry_run and stale else ""), file=sys.stderr, flush=True)
