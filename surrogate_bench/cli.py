@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, required=True, help="file to write (e.g. runs.parquet); '-' = CSV on stdout")
     ex.add_argument("--kind", choices=["run", "probe", "tune"], default="run", help="run records (default), probes or tunes")
     ex.add_argument("--profile", default=None, help="comma list of profiles to keep (default: all)")
+    ex.add_argument("--include-skips", action="store_true",
+                    help="also the skip records (unsupported pairs, missing data), as results.load(include_skips=True)")
 
     cl = sub.add_parser("clean", help="remove stale run records: skips, failures, and records whose code or data "
                                       "fingerprint is not what the current code would produce")
@@ -264,11 +266,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SuiteError(f"results directory {args.results_dir} does not exist")
     profiles = split_names(args.profile)
     if str(args.out) == "-":
-        frame = load(args.results_dir, args.kind, include_skips=True)
+        frame = load(args.results_dir, args.kind, include_skips=args.include_skips)
         frame = frame[frame["profile"].isin(profiles)] if profiles else frame
         sys.stdout.write(for_export(frame).to_csv(index=False))
         return 0
-    out = export(args.results_dir, args.out, args.format, args.kind, profiles)
+    out = export(args.results_dir, args.out, args.format, args.kind, profiles, include_skips=args.include_skips)
     print(f"wrote {out}")
     return 0
 

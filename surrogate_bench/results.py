@@ -91,8 +91,9 @@ def for_export(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def export(results_dir: str | Path | None, out: str | Path, fmt: str | None = None, kind: str = "run",
-           profiles: Iterable[str] | None = None, include_skips: bool = True) -> Path:
-    """Write ``load(results_dir, kind)`` (optionally only some profiles) as CSV or Parquet; returns ``out``.
+           profiles: Iterable[str] | None = None, include_skips: bool = False) -> Path:
+    """Write ``load(results_dir, kind, include_skips=...)`` (optionally only some profiles) as CSV or Parquet;
+    returns ``out``.
     The format is ``fmt``, else the file's suffix."""
     out = Path(out)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
