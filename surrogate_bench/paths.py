@@ -23,6 +23,10 @@ def data_root(cli_value: str | os.PathLike | None = None) -> Path:
 def results_dir(cli_value: str | os.PathLike | None = None) -> Path:
     """``--results-dir``, else ``$SURROGATE_BENCH_RESULTS``, else ``~/.local/share/surrogate_bench/results``:
     a user's runs never land in (or reuse) the repository's published ``results/`` unless it is named."""
+    if cli_value is not None and not str(cli_value).strip():
+        from .plugins.errors import SuiteError
+
+        raise SuiteError("bad --results-dir '': expected a folder")
     value = cli_value or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS_DIR
     return Path(value).expanduser()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..store.records import read_regular
 from .. import results
 from ..plugins.catalog import PLUMBING_PROFILES
 from ..stats.seeds import Interval, t_interval
@@ -256,7 +257,7 @@ def read_decision(results_dir: Path, profile: str, task: str) -> tuple[dict | No
     """The ``--seeds auto`` decision record of (profile, task), or None when there is none (or it is unreadable)."""
     path = Path(results_dir) / "decisions" / profile / f"{task}.json"
     try:
-        rec = json.loads(path.read_text())
+        rec = json.loads(read_regular(path))  # a FIFO named like a record never hangs the report
         design = rec["design"]
         SequentialDesign(n_min=int(design["n_min"]), n_max=int(design["n_max"]), step=int(design["step"]),
                          alpha=float(design["alpha"]))
