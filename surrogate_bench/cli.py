@@ -348,6 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
                           gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
     launch.validate()
+    _check_launcher(launch)
     opts = run_options(args, progress=resolve_mode(args.progress))
     opts = _run_limits(args, opts)
     t0 = time.time()
@@ -355,8 +356,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = make_plan(specs, opts.data_root, opts.results_dir, force=opts.force,
                      download=opts.download and not args.dry_run, log=log_stderr)
     opts = replace(opts, download=False)  # one download attempt per dataset, made by the plan
-    for line in plan.lines(verbose=args.verbose or not (plan.train or plan.reuse or plan.no_data)):
-        print(line, file=sys.stderr, flush=True)
+    nothing = not (plan.train or plan.reuse or plan.no_data)
+    if args.dry_run or nothing or len(specs) > 1 or plan.reuse or plan.unsupported or plan.no_data:
+        for line in plan.lines(verbose=args.verbose or nothing):  # (a single run to train needs no plan)
+            print(line, file=sys.stderr, flush=True)
     for line in skipped:  # --grid rows whose data are absent
         print(line, file=sys.stderr, flush=True)
     for line in plan.missing_lines():  # one line per task without data (its skip records are written quietly)
@@ -396,6 +399,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         return 1
     return 0 if counts["ok"] or counts["reused"] else 4
+
+
+def _check_launcher(launch) -> None:
+    """A launcher that cannot start is a whole-command error before the plan is printed."""
+    import shutil
+
+    if launch.launcher == "local":
+        return
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise SuiteError(f"--launcher {launch.launcher} needs the submitit package: pip install submitit") from None
+    if launch.launcher == "submitit" and shutil.which("sbatch") is None:
+        raise SuiteError("--launcher submitit needs Slurm, but sbatch is not on PATH; "
+                         "use --launcher submitit-local to run the jobs on this machine")
 
 
 def _count(counts: dict[str, int], rec: dict) -> None:
