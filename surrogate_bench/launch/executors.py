@@ -60,12 +60,16 @@ class LaunchConfig:
     gpus_per_job: int | None = None  # None: 1 when the device may be CUDA (Slurm) / CUDA is present (local)
     submitit_dir: Path | None = None  # default RESULTS_DIR/submitit
     poll_s: float = 0.5
+    batch_runs: int = 1  # >1: compatible runs trained K at a time as one batched model (running/batched.py)
 
     def validate(self) -> None:
         if self.launcher not in LAUNCHERS:
             raise SuiteError(f"bad --launcher {self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
         if self.jobs < 1:
             raise SuiteError(f"bad --jobs {self.jobs}: expected a positive integer")
+        if self.batch_runs < 1 or (self.batch_runs > 1 and (self.launcher != "local" or self.jobs > 1)):
+            raise SuiteError(f"bad --batch-runs {self.batch_runs}: expected a positive integer; above 1 it needs "
+                             "--launcher local and --jobs 1 (groups run in this process)")
         if self.slurm_time_min < 1:
             raise SuiteError(f"bad --slurm-time {self.slurm_time_min}: expected minutes >= 1")
         if self.gpus_per_job is not None and self.gpus_per_job < 0:
@@ -95,6 +99,11 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     """Run every spec with the configured launcher; yield each record as its run finishes."""
     cfg.validate()
     specs = unique_specs(specs, opts.log)
+    if cfg.batch_runs > 1:
+        from ..running.batched import run_groups
+
+        yield from run_groups(specs, opts, cfg.batch_runs)
+        return
     if cfg.launcher == "local" and (cfg.jobs == 1 or len(specs) <= 1):
         for i, spec in enumerate(specs):
             if _past(opts):
