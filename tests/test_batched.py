@@ -14,7 +14,7 @@ from surrogate_bench.plugins.contracts import Profile
 from surrogate_bench.plugins.registry import registry
 from surrogate_bench.launch.executors import LaunchConfig, execute, load_plugins
 from surrogate_bench.running import batched, step_capture
-from surrogate_bench.running.batched import group_checkpoint_path, group_specs, run_batched
+from surrogate_bench.batched.executor import group_checkpoint_path, group_specs, run_batched
 from surrogate_bench.running.options import DeadlineReached, RunOptions, SimulatedCrash
 from surrogate_bench.running.runner import run_one
 from surrogate_bench.running.spec import RunSpec
@@ -135,7 +135,7 @@ def test_cifar_resnet_with_batch_norm(monkeypatch, data_root, tmp_path, step_los
 def test_batch_norm_statistics_under_vmap(tmp_path) -> None:
     """vmap over stacked buffers: each run's running mean / variance moves with its own batches."""
     from surrogate_bench.models.resnet_cifar import ResNetCifar
-    from surrogate_bench.running.batched_model import StackedModels
+    from surrogate_bench.batched.model import StackedModels
 
     alone = []
     for seed in (0, 1):

@@ -3,7 +3,7 @@
 ``bench --batch-runs 1,2,4,8`` times, for each K and side by side in one invocation: *separate*, the K runs
 spread over ``processes`` spawned processes of ``threads`` threads each, every process training its runs one
 after the other with the runner's step (:class:`~surrogate_bench.running.step_capture.StepCapture`); *batched*, the same processes
-each training its share of the K runs as one group (:class:`~surrogate_bench.running.batched.GroupStep`, the executor's default
+each training its share of the K runs as one group (:class:`~surrogate_bench.batched.executor.GroupStep`, the executor's default
 forward: a per-run loop over the stacked tensors on CPU, vmap on CUDA); *batched-vmap*, the same with the
 vmapped forward. Every run does ``steps`` steps on real
 training batches (its own random indices), after ``warmup`` steps. Aggregate samples/s = all samples / (last
@@ -45,8 +45,8 @@ def _worker(out: Any, barrier: Any, slot: int, mode: str, seeds: list[int], task
         torch.set_num_threads(threads)
         from ..plugins.registry import get_task, method_for
         from ..launch.executors import worker_device
-        from ..running.batched import VMAPPED_METHODS, GroupLoss, GroupStep
-        from ..running.batched_model import StackedModels
+        from ..batched.executor import VMAPPED_METHODS, GroupLoss, GroupStep
+        from ..batched.model import StackedModels
         from ..running.data_cache import load_task_data
         from ..running.step import make_optimizer
         from ..running.step_capture import StepCapture

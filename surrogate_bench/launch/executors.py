@@ -60,7 +60,7 @@ class LaunchConfig:
     gpus_per_job: int | None = None  # None: 1 when the device may be CUDA (Slurm) / CUDA is present (local)
     submitit_dir: Path | None = None  # default RESULTS_DIR/submitit
     poll_s: float = 0.5
-    batch_runs: int = 1  # >1: compatible runs trained K at a time as one batched model (running/batched.py)
+    batch_runs: int = 1  # >1: compatible runs trained K at a time as one batched model (batched/executor.py)
 
     def validate(self) -> None:
         if self.launcher not in LAUNCHERS:
@@ -100,7 +100,7 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
     cfg.validate()
     specs = unique_specs(specs, opts.log)
     if cfg.batch_runs > 1:
-        from ..running.batched import run_groups
+        from ..batched.executor import run_groups
 
         yield from run_groups(specs, opts, cfg.batch_runs)
         return

@@ -54,15 +54,15 @@ from torch.func import vmap
 from ..plugins.contracts import Method, PrepareContext, Profile, Task
 from ..plugins.errors import NonFiniteLoss, SuiteError
 from ..store.records import os_error_line, read_record, record_problem, write_record
-from .batched_model import StackedModels
-from .checkpoint import save_checkpoint
-from .data_cache import check_nonempty, load_task_data, without_test
-from .environment import seed_everything
-from .options import DeadlineReached, RunOptions, SimulatedCrash
-from .runner import base_record, check_finite_predictions, run_resolved, test_result
-from .spec import Resolved, RunSpec, resolve
-from .step import autocast, make_optimizer, make_scheduler, predict, score
-from .step_capture import eager_loss
+from .model import StackedModels
+from ..running.checkpoint import save_checkpoint
+from ..running.data_cache import check_nonempty, load_task_data, without_test
+from ..running.environment import seed_everything
+from ..running.options import DeadlineReached, RunOptions, SimulatedCrash
+from ..running.runner import base_record, check_finite_predictions, run_resolved, test_result
+from ..running.spec import Resolved, RunSpec, resolve
+from ..running.step import autocast, make_optimizer, make_scheduler, predict, score
+from ..running.step_capture import eager_loss
 
 VMAPPED_METHODS = ("ce", "mse-heatmap")  # stateless and draw no random numbers: one vmapped call per group
 
