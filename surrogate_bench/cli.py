@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--download", action="store_true", help="download missing datasets (torchvision)")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run N runs at once (local worker processes; submitit: jobs in flight)")
+    r.add_argument("--batch-runs", type=int, default=1, metavar="K",
+                   help="train up to K compatible runs (same task, task params, profile) at once as one batched "
+                        "model, each with its own record (default 1; needs --jobs 1; docs/batched.md)")
     r.add_argument("--launcher", default="local", choices=["local", "submitit", "submitit-local"],
                    help="local (this machine), submitit (one Slurm job per run), submitit-local (submitit, here)")
     r.add_argument("--slurm-partition", default=None, help="Slurm partition (--launcher submitit)")
@@ -194,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
     bn.add_argument("--step-capture", default=None, choices=["auto", "graph", "compile", "eager"],
                     help="training step implementation (default auto: CUDA graph on CUDA, eager on CPU)")
+    bn.add_argument("--batch-runs", default=None, metavar="K[,K...]",
+                    help="instead: aggregate samples/s of K runs batched as one model vs the same K runs as "
+                         "--processes separate processes of --threads threads (default 2 x 1), for each K")
+    bn.add_argument("--processes", type=int, default=2, help="with --batch-runs: processes to spread runs over")
     bn.add_argument("--jobs", default=None, metavar="N[,N...]",
                     help="instead of the per-method table: aggregate samples/s of N concurrent training "
                          "processes on the device, for each N (e.g. 1,2,4,8)")
@@ -346,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = specs_for_seeds(list(range(args.min_seeds)) if auto else parse_seeds(args.seeds or "0"))
     launch = LaunchConfig(launcher=args.launcher, jobs=args.jobs, device=args.device, plugins=tuple(args.plugin),
                           slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
-                          gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir)
+                          gpus_per_job=args.gpus_per_job, submitit_dir=args.submitit_dir, batch_runs=args.batch_runs)
     launch.validate()
     _check_launcher(launch)
     opts = run_options(args, progress=resolve_mode(args.progress))
@@ -624,6 +631,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not args.results_dir.is_dir():
         raise SuiteError(f"results directory {args.results_dir} does not exist")
+    if args.out is not None:
+        target = Path(args.out).resolve()
+        record_dirs = [(args.results_dir / d).resolve() for d in
+                       ("runs", "tuning", "probes", "descent", "decisions", "checkpoints", "pools", "artifacts")]
+        if target.suffix == ".json" or any(target.is_relative_to(d) for d in record_dirs):
+            raise SuiteError(f"--out {args.out} would overwrite records; choose a path outside the record folders")
     out = write(args.results_dir, args.out or args.results_dir / "LEADERBOARD.md", include_plumbing=args.include_smoke)
     print(f"wrote {out}")
     return 0
@@ -646,6 +659,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .running.step_capture import resolve_mode
 
     resolve_mode(args.step_capture, device)
+    if args.batch_runs is not None:
+        from .bench.batched import bench_cli
+
+        return bench_cli(args, device, root, method_names)
     if args.jobs is not None:
         return _bench_jobs(args, device, root, method_names)
     rows = []

@@ -87,7 +87,7 @@ def test_empty_data_root_gives_skipped_record_saying_where_to_put_files(capsys, 
     empty = tmp_path / "empty"
     empty.mkdir()
     code, out, err = run_cli(capsys, *base(tmp_path / "results", empty))
-    assert code == 0, err
+    assert code == 4, err  # nothing ran: exit 4 (run --help)
     assert "skipped: MNIST not found under" in out
     (rec,) = records(tmp_path / "results")
     assert rec["status"] == "skipped" and str(empty) in rec["reason"]

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from surrogate_bench.plugins.errors import SuiteError
+
 from surrogate_bench import results
 from surrogate_bench.cli import main
 from surrogate_bench.reporting.leaderboard import render
@@ -37,7 +39,8 @@ def records(tmp_path: Path) -> Path:
 
 
 def test_load_one_flat_row_per_run(records: Path) -> None:
-    frame = results.load(records)
+    assert len(results.load(records)) == 5  # the skip record is left out by default
+    frame = results.load(records, include_skips=True)
     assert len(frame) == 6 and list(frame.columns[:7]) == ["kind", "key", "status", "task", "method", "profile", "seed"]
     for col in ("method_params.gain", "task_params.val_size", "environment.git_commit", "provenance.data.sha256",
                 "provenance.code"):
@@ -46,7 +49,8 @@ def test_load_one_flat_row_per_run(records: Path) -> None:
     assert row["method_params.gain"] == 3.0 and row["task_params.joints"] == [9] and len(row["history"]) == 2
     assert frame.groupby("method")["test_metric"].mean().round(4).to_dict() == {"ce": 0.5724, "uniloss": 0.905}  # (0.8 + 0.8 + 0.1172) / 3; None is NaN
     assert results.nested(frame, "method_params")[0] == {"gain": 2.0, "temperature": 1.0}
-    assert results.load(records / "nothing-here").empty
+    with pytest.raises(SuiteError, match="nothing-here"):
+        results.load(records / "nothing-here")
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

@@ -110,7 +110,8 @@ def execute(specs: Sequence[RunSpec], opts: RunOptions, cfg: LaunchConfig) -> It
                 raise DeadlineReached(f"deadline reached with {len(specs) - i} run(s) not started")
             yield run_one(spec, opts)
         return
-    opts = replace(opts, progress=False, log=log_stderr)
+    # workers share stderr: log lines ("log" mode) stay readable, bars would interleave
+    opts = replace(opts, progress="log" if opts.progress == "log" else False, log=log_stderr)
     todo: list[Resolved] = []
     keys: set[str] = set()
     for spec in specs:
