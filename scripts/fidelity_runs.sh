@@ -1,0 +1,16 @@
+#!/bin/sh
+# The mnist-ap quick comparisons behind docs/fidelity.md's measured cells (issue 28).
+# One run at a time, one thread; records under results/fidelity (paired: seeds 0,1,2 each side).
+# A finished run is never rerun: rerunning this script only trains what is missing.
+set -u
+cd "$(dirname "$0")/.."
+R="python -m surrogate_bench run --task mnist-ap --profile quick --seeds 0,1,2 --threads 1 --jobs 1 \
+   --results-dir results/fidelity --data-root ../shared/data --no-progress"
+$R --method uniloss
+$R --method uniloss --method-param uniloss.release_sign=true
+$R --method uniloss --method-param uniloss.release_ap=true
+$R --method uniloss --method-param uniloss.release_sigmoid=true
+$R --method uniloss --method-param uniloss.release_sigmoid=true --method-param uniloss.release_sign=true
+$R --method reloss
+$R --method reloss --method-param reloss.cls_input=prob
+$R --method reloss-release
