@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .plugins.errors import SuiteError
@@ -305,6 +306,8 @@ def run_options(args: argparse.Namespace, progress: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .reporting import console
+
     from dataclasses import replace
 
     from .launch.grid import build_specs, make_plan, parse_params, parse_profile_params, parse_seeds, select
@@ -391,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with contextlib.closing(records) if hasattr(records, "close") else contextlib.nullcontext():  # workers stop with us
             for rec in records:
                 _count(counts, rec)
-                bar.run_done(summary_line(rec, opts.results_dir))
+                bar.run_done(console.summary_line(rec, opts.results_dir))
     except DeadlineReached as exc:
         bar.close()
         print(f"stopped at --max-minutes {args.max_minutes:g}: {exc}; run the same command again to resume",
@@ -402,7 +405,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all and not args.no_probe and runnable:
         failed += run_probes([t for t in tasks if any(s.task == t for s in runnable)], methods,
                              args.profile or "quick", opts)
-    print(_summary(counts, plan, time.time() - t0, args), file=sys.stderr, flush=True)
+    where = "" if _default_results(args) else f" --results-dir {shlex.quote(str(args.results_dir))}"
+    print(console.run_summary(counts, plan, time.time() - t0, where, args.download), file=sys.stderr, flush=True)
     if failed:
         return 1
     return 0 if counts["ok"] or counts["reused"] else 4
@@ -428,28 +432,6 @@ def _count(counts: dict[str, int], rec: dict) -> None:
         counts["reused" if rec.get("reused") else "ok"] += 1
     else:
         counts["failed" if rec["status"] == "failed" else "skipped"] += 1
-
-
-def _summary(counts: dict[str, int], plan, elapsed: float, args: argparse.Namespace) -> str:
-    """The last line of a run: what happened and the command to look at it."""
-    n_missing = sum(len(v[1]) for v in plan.no_data.values())
-    parts = [f"{counts['ok']} trained", f"{counts['reused']} reused"]
-    if counts["failed"]:
-        parts.append(f"{counts['failed']} failed")
-    if counts["skipped"] or n_missing:
-        parts.append(f"{counts['skipped'] + n_missing} skipped (no data)")
-    if plan.unsupported:
-        parts.append(f"{len({(s.task, s.method) for s, _ in plan.unsupported})} unsupported pair(s) left out")
-    minutes, seconds = divmod(int(round(elapsed)), 60)
-    where = "" if _default_results(args) else f" --results-dir {args.results_dir}"
-    if counts["ok"] or counts["reused"]:
-        nxt = f"next: python -m surrogate_bench leaderboard{where}"
-    elif n_missing:
-        nxt = ("next: put the data where the lines above say, then run the same command" if args.download else
-               "next: put the data where the lines above say (or pass --download), then run the same command")
-    else:
-        nxt = "next: python -m surrogate_bench list (which methods each task supports)"
-    return f"done in {minutes}m{seconds:02d}s: {', '.join(parts)}; {nxt}"
 
 
 def _default_results(args: argparse.Namespace) -> bool:
@@ -518,6 +500,8 @@ def _run_limits(args: argparse.Namespace, opts):
 def run_probes(tasks: list[str], methods: list[str], profile: str, opts, descent: bool = False) -> int:
     """Probe every task x method on the task's shared pool (with ``descent``, the descent probe too);
     returns the number of failed probes."""
+    from .reporting import console
+
     from .probes.probe import run_probe
 
     failed = 0
@@ -525,7 +509,7 @@ def run_probes(tasks: list[str], methods: list[str], profile: str, opts, descent
         for method in methods:
             rec = run_probe(task, method, profile, opts)
             failed += rec["status"] == "failed"
-            print(probe_line(rec), flush=True)
+            print(console.probe_line(rec), flush=True)
     if descent:
         from .probes.descent import descent_line, run_descent
 
@@ -537,19 +521,9 @@ def run_probes(tasks: list[str], methods: list[str], profile: str, opts, descent
     return failed
 
 
-def probe_line(rec: dict) -> str:
-    head = f"probe {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
-    if rec["status"] == "ok":
-        return head + (f"spearman {_num(rec.get('spearman'), '+.3f')} [{_num(rec.get('spearman_ci_low'), '+.3f')}, "
-                       f"{_num(rec.get('spearman_ci_high'), '+.3f')}] within states "
-                       f"{_num(rec.get('spearman_within'), '+.3f')} kendall {_num(rec.get('kendall'), '+.3f')} "
-                       f"over {rec.get('n_batches')} batches")
-    from .launch.grid import one_line
-
-    return head + one_line(f"{rec['status']}: {rec.get('reason', '')}")
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
+    from .reporting import console
+
     from .launch.grid import parse_params, parse_seeds, select
     from .running.progress import resolve_mode
     from .launch.tune import parse_grid, tune
@@ -566,7 +540,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                         f"--budget {args.budget}", f"--profile {args.profile}", f"--seeds {args.seeds}",
                         *(f"--task-param {p}" for p in args.task_param)])
     rec = tune(task[0], method[0], grid, args.profile, seeds, args.budget, opts, task_params, command,
-               on_trial=lambda r: print(_trial_label(r, grid) + summary_line(r, opts.results_dir), flush=True))
+               on_trial=lambda r: print(console.trial_label(r, grid) + console.summary_line(r, opts.results_dir),
+                                        flush=True))
     if rec["status"] != "ok":
         print(f"tune {task[0]} {method[0]}: failed: {rec['reason']} ({rec['path']})")
         return 1
@@ -574,11 +549,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"tune {task[0]} {method[0]} {args.profile}: {choice} (mean final val {rec['metric_name']} "
           f"{rec['choice_val_metric']:.4f} over seeds {args.seeds}; {len(rec['trials'])} trials) -> {rec['path']}")
     return 0
-
-
-def _trial_label(rec: dict, grid: dict) -> str:
-    params = rec.get("method_params") or {}
-    return "trial [" + ",".join(f"{k}={params.get(k)}" for k in sorted(grid)) + "] "
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -590,40 +560,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
         get_task(t).profile(args.profile)
     return 1 if run_probes(tasks, methods, args.profile, run_options(args, progress=False), args.descent) else 0
-
-
-def summary_line(rec: dict, results_dir: Path | None = None) -> str:
-    """One line per finished run; a failure's whole reason on one line, and (given ``results_dir``) the record
-    file that keeps its traceback."""
-    from .plugins.catalog import PLUMBING_PROFILES
-    from .launch.grid import one_line
-
-    head = f"{rec['task']:16s} {rec['method']:12s} {rec['profile']:6s} seed {rec['seed']}: "
-    if rec["status"] == "ok":
-        how = "reused" if rec.get("reused") else f"{rec.get('wall_time_s', 0):.1f}s"
-        note = "; plumbing only, not a comparison" if rec["profile"] in PLUMBING_PROFILES else ""
-        if rec.get("test_metric") is None and rec.get("evaluate_test") is False:  # a tuning trial: validation only
-            return head + (f"{rec.get('metric_name', 'metric')} final val {_num(rec.get('final_val_metric'), '.4f')} "
-                           f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how})")
-        return head + (f"{rec.get('metric_name', 'metric')} {_num(rec.get('test_metric'), '.4f')} "
-                       f"(best val {_num(rec.get('best_val_metric'), '.4f')}; {how}{note})")
-    line = head + one_line(f"{rec['status']}: {rec.get('reason', '')}")
-    if rec["status"] == "failed" and rec.get("traceback") and results_dir is not None and rec.get("key"):
-        line += f" (traceback in {_record_path(rec, results_dir)})"
-    return line
-
-
-def _record_path(rec: dict, results_dir: Path) -> Path:
-    from .running.spec import RunSpec
-
-    spec = RunSpec(rec["task"], rec["method"], rec["profile"], int(rec.get("seed", 0)),
-                   evaluate_test=rec.get("evaluate_test") is not False)
-    return spec.record_path(results_dir, rec["key"])
-
-
-def _num(value: object, fmt: str) -> str:
-    """A number in ``fmt``; None (a missing value; 0.0 is a value) as ``nan``."""
-    return format(float("nan") if value is None else value, fmt)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_summary_line_shows_a_zero_best_validation_metric() -> None:
-    from surrogate_bench.cli import summary_line
+    from surrogate_bench.reporting.console import summary_line
 
     rec = {"task": "t", "method": "m", "profile": "quick", "seed": 0, "status": "ok", "metric_name": "AP",
            "test_metric": 0.0, "best_val_metric": 0.0, "wall_time_s": 1.0}

@@ -158,7 +158,7 @@ def test_failed_plugin_loss_names_the_record_with_its_traceback(capsys, tmp_path
 
 
 def test_summary_line_keeps_a_multi_line_reason_whole() -> None:
-    from surrogate_bench.cli import summary_line
+    from surrogate_bench.reporting.console import summary_line
 
     rec = {"task": "mnist-ap", "method": "ce", "profile": "quick", "seed": 0, "status": "skipped",
            "reason": "MNIST download failed (URLError)\nput the four MNIST files in /d/mnist/"}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from surrogate_bench.cli import main, summary_line
+from surrogate_bench.cli import main
+from surrogate_bench.reporting.console import summary_line
 from surrogate_bench.paths import REPO_ROOT
 from cli_helpers import run_cli
 
