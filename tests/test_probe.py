@@ -95,13 +95,13 @@ def test_probe_keys_follow_code_and_data_fingerprints(run_options, monkeypatch) 
 
     task = get_task("mnist-ap")
     method = method_for(task, "ce")
-    from surrogate_bench.probes.probe import PROBE_VERSION
+    from surrogate_bench.probes.probe import probe_settings
 
-    ident = setup.probe_identity("probe", task, method, "smoke", {"probe_version": PROBE_VERSION}, run_options.data_root)
+    ident = setup.probe_identity("probe", task, method, "smoke", probe_settings(), run_options.data_root)
     assert ident.provenance["code_fingerprint"] == code_fingerprint(task, method)
     assert ident.provenance["data_fingerprint"] == ident.data_fingerprint not in ("unavailable", "undeclared")
     assert ident.provenance["probe_code_fingerprint"] == setup.probe_code_fingerprint()
-    settings = {"probe_version": PROBE_VERSION}
+    settings = probe_settings()
     assert setup.probe_identity("descent", task, method, "smoke", settings, run_options.data_root).key != ident.key
     missing = setup.probe_identity("probe", task, method, "smoke", settings, run_options.data_root / "nowhere")
     assert missing.data_fingerprint == "unavailable" and missing.key != ident.key

@@ -9,9 +9,17 @@ m / sqrt(v) = g / |g| at step one), i.e. the loss's expected update direction. T
 it by matched step sizes, ``STEP_SIZES`` x the state's parameter norm |theta| (the same lengths for every
 loss, so losses differ only in *direction*; a size relative to |theta| is meaningful for SGD- and
 Adam-trained models alike, where lr x |grad| is not), and the change of
-the exact metric is measured on the pool's clean held-out samples (the whole held-out set scored as one,
-eval mode, the state's batch-norm statistics). A state's improvement is the mean change over the sizes;
-intervals resample states.
+the exact metric is measured on the pool's clean held-out samples (eval mode, the state's batch-norm
+statistics), scored separately on two disjoint halves of them (a seeded split, stratified by class for
+class labels).
+
+The headline length comes from the baseline alone: the largest matched length at which the baseline's
+own step improves the metric (change > 0) at most (more than half of the) states, judged on the *choose*
+half; every method's change there, and its paired difference to the baseline, are reported on the other,
+*report* half, so the choice does not select its own noise. No average over lengths is taken (a length
+where the baseline's step hurts says nothing about which direction is better); the per-length curve on
+the report half is kept beside the headline. If no length helps the baseline, there is no headline.
+Intervals resample baseline runs and then states within them (:func:`~.stats.cluster_mean`).
 
 Where cheap, the cosine between each loss's descent direction -grad and a finite-difference estimate of
 the metric's ascent direction is reported, restricted to the model's output layer W (a few hundred
@@ -37,14 +45,18 @@ from ..plugins.contracts import Task, TaskData
 from ..plugins.registry import get_task, method_for
 from ..running.environment import environment
 from ..running.options import RunOptions
+from ..running.spec import PROTOCOL_VERSION
 from ..store.records import recorded
 from .pool import ProbePool, baseline_method, probe_split
-from .setup import is_baseline, prepare_probe, probe_identity
-from .stats import cluster_mean
+from .setup import is_baseline, pool_file, prepare_probe, probe_identity
+from .stats import MIN_INTERVAL_STATES, cluster_mean
 
-DESCENT_VERSION = 2  # 2: expected (batch-averaged) optimiser directions, lengths relative to |theta|, whole held-out set
+DESCENT_VERSION = 3  # 3: held-out halves, the length chosen from the baseline on one half, reported on the other
+# 2: expected (batch-averaged) optimiser directions, lengths relative to |theta|, whole held-out set
 GRAD_BATCHES = 8  # training batches (profile batch size) averaged into each loss's direction
-STEP_SIZES = (0.001, 0.003, 0.01, 0.03)  # step lengths as fractions of the state's parameter norm
+STEP_SIZES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03)  # step lengths as fractions of the state's parameter norm
+MAJORITY = 0.5  # the baseline's step must improve the metric at more than this share of states
+HALVES_SEED = 12345  # the seeded split of the held-out samples into the choose and report halves
 FD_DIRECTIONS = 512  # antithetic random directions of the output-layer finite-difference estimate
 FD_SCALE = 0.1  # perturbation per coordinate, in units of the output layer's RMS weight
 FD_CHUNK = 64  # perturbations evaluated at once
@@ -53,8 +65,10 @@ _BASELINE_CACHE: dict[str, dict[str, Any]] = {}  # one process probing several m
 
 
 def descent_settings() -> dict[str, Any]:
-    return {"version": DESCENT_VERSION, "grad_batches": GRAD_BATCHES, "step_sizes": list(STEP_SIZES),
-            "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE,
+    return {"version": DESCENT_VERSION, "protocol_version": PROTOCOL_VERSION, "grad_batches": GRAD_BATCHES, "step_sizes": list(STEP_SIZES),
+            "fd_directions": FD_DIRECTIONS, "fd_scale": FD_SCALE, "majority": MAJORITY, "halves_seed": HALVES_SEED,
+            "length_choice": "the largest step size at which the baseline's change on the choose half is > 0 at "
+                             "more than `majority` of the states; reported on the disjoint report half",
             "step_norm": "step_sizes x the state's parameter norm, along the loss's batch-averaged -gradient",
             "direction": "the profile optimiser's first step: -grad (sgd), -sign(grad) (adam, rmsprop)"}
 
@@ -63,13 +77,51 @@ def _params(model: nn.Module) -> list[Tensor]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _held_out_metric(task: Task, model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> float:
-    """Exact metric of the held-out samples (E x n storage batches) scored as one set, eval mode."""
+def held_out_halves(y: Tensor, seed: int = HALVES_SEED) -> tuple[Tensor, Tensor]:
+    """Two disjoint halves (sorted indices) of the held-out samples ``y`` (E x n ... flattened to E n): the
+    *choose* half and the *report* half, a seeded split, stratified by class when ``y`` holds class labels
+    (each class split in two, so an AP half keeps its positives)."""
+    flat = y.flatten(0, 1).cpu()
+    gen = torch.Generator().manual_seed(seed)
+    n = len(flat)
+    if flat.dim() == 1 and not flat.is_floating_point():
+        choose, report = [], []
+        for c in torch.unique(flat):
+            members = torch.nonzero(flat == c).flatten()
+            members = members[torch.randperm(len(members), generator=gen)]
+            choose.append(members[: len(members) // 2])
+            report.append(members[len(members) // 2:])
+        a, b = torch.cat(choose), torch.cat(report)
+    else:
+        perm = torch.randperm(n, generator=gen)
+        a, b = perm[: n // 2], perm[n // 2:]
+    return a.sort().values, b.sort().values
+
+
+def _held_out_outputs(task: Task, model: nn.Module, x: Tensor, chunk: int) -> Tensor:
+    """Eval-mode outputs of the held-out samples (E x n storage batches, flattened to E n)."""
     model.eval()
     with torch.no_grad():
         flat = x.flatten(0, 1)
-        out = torch.cat([model(task.inputs(flat[i:i + chunk], train=False)).float() for i in range(0, len(flat), chunk)])
-    return float(task.batch_metric(out.unsqueeze(0).cpu(), y.flatten(0, 1).unsqueeze(0).cpu()).double()[0])
+        return torch.cat([model(task.inputs(flat[i:i + chunk], train=False)).float()
+                          for i in range(0, len(flat), chunk)]).cpu()
+
+
+def _scores(task: Task, out: Tensor, y: Tensor, halves: tuple[Tensor, Tensor]) -> tuple[float, float, float]:
+    """Exact metric of the whole held-out set, its choose half and its report half, each scored as one set."""
+    flat = y.flatten(0, 1).cpu()
+
+    def one(idx: Tensor | None) -> float:
+        o, t = (out, flat) if idx is None else (out[idx], flat[idx])
+        return float(task.batch_metric(o.unsqueeze(0), t.unsqueeze(0)).double()[0])
+
+    return one(None), one(halves[0]), one(halves[1])
+
+
+def _held_out_metric(task: Task, model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> float:
+    """Exact metric of the held-out samples (E x n storage batches) scored as one set, eval mode."""
+    out = _held_out_outputs(task, model, x, chunk)
+    return float(task.batch_metric(out.unsqueeze(0), y.flatten(0, 1).unsqueeze(0).cpu()).double()[0])
 
 
 def _grad(task: Task, model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor) -> list[Tensor]:
@@ -178,17 +230,20 @@ def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable
     """Per state: the exact-metric change on the held-out set after a step of each matched size along the
     direction the profile's ``optimizer`` would take for the loss's expected gradient, and the output-layer
     finite-difference cosine. Signs: positive change = the metric improved. A zero or non-finite gradient is
-    ``stuck`` (it does not move: change 0)."""
+    ``stuck`` (it does not move: change 0). ``change`` is on the whole held-out set, ``change_choose`` /
+    ``change_report`` on its two disjoint halves (:func:`held_out_halves`)."""
     probe = probe_split(data)
     ex, ey = probe.x[pool.eval_index.to(probe.x.device)], probe.y[pool.eval_index.to(probe.y.device)]
     sign = 1.0 if task.higher_is_better else -1.0
     model = task.build_model().to(device)
     bs = min(batch_size, len(data.train))
     chunk = max(1, ex.shape[1] * 4)
+    halves = held_out_halves(ey)
+    runs = list(pool.state_run) or [0] * len(pool.weights)
     rows: list[dict[str, Any]] = []
     for s, weights in enumerate(pool.weights):
         model.load_state_dict(weights)
-        before = _held_out_metric(task, model, ex, ey, chunk)
+        before = _scores(task, _held_out_outputs(task, model, ex, chunk), ey, halves)
         gen = torch.Generator().manual_seed(seed * 1000 + s)
         idx = torch.stack([torch.randperm(len(data.train), generator=gen)[:bs] for _ in range(GRAD_BATCHES)])
         idx = idx.to(data.train.x.device)
@@ -198,48 +253,87 @@ def descent_probe(task: Task, data: TaskData, pool: ProbePool, loss_fn: Callable
         norm = float(_norm(grads))
         theta = float(_norm([p.detach() for p in _params(model)]))
         stuck = not (np.isfinite(norm) and norm > 0)
-        changes = []
+        changes: list[list[float]] = [[], [], []]  # whole, choose half, report half
         for size in STEP_SIZES:
             if stuck:
-                changes.append(0.0)
+                for c in changes:
+                    c.append(0.0)
                 continue
             with torch.no_grad():
                 for p, g in zip(_params(model), grads):
                     if g is not None:
                         p.sub_(g.to(p.dtype), alpha=size * theta / norm)
-            changes.append(sign * (_held_out_metric(task, model, ex, ey, chunk) - before))
+            after = _scores(task, _held_out_outputs(task, model, ex, chunk), ey, halves)
+            for c, a, b in zip(changes, after, before):
+                c.append(sign * (a - b))
             model.load_state_dict(weights)
         cos = fd_cosine(task, model, {"loss": loss_fn}, ex, ey, seed * 1000 + s)["loss"] if fd else float("nan")
-        rows.append({"state": s, "theta_norm": theta, "grad_norm": norm, "stuck": stuck, "fd_cosine": cos,
-                     "before": before, "step_norms": [size * theta for size in STEP_SIZES], "change": changes})
-    return {"states": rows}
+        rows.append({"state": s, "run": int(runs[s]), "theta_norm": theta, "grad_norm": norm, "stuck": stuck,
+                     "fd_cosine": cos, "before": before[0], "before_choose": before[1], "before_report": before[2],
+                     "step_norms": [size * theta for size in STEP_SIZES], "change": changes[0],
+                     "change_choose": changes[1], "change_report": changes[2]})
+    return {"states": rows, "halves": {"choose": len(halves[0]), "report": len(halves[1]),
+                                       "disjoint": not bool(np.intersect1d(halves[0].numpy(), halves[1].numpy()).size)}}
+
+
+def choose_length(base_rows: list[dict[str, Any]], sizes: tuple[float, ...] | list[float] | None = None,
+                  majority: float = MAJORITY) -> dict[str, Any]:
+    """The headline step length, from the baseline's rows alone: per length, the share of states at which the
+    baseline's own step improved the metric on the *choose* half (change > 0); the chosen length is the
+    largest one whose share exceeds ``majority`` (None when no length does)."""
+    sizes = list(STEP_SIZES if sizes is None else sizes)
+    change = np.asarray([r.get("change_choose", r["change"]) for r in base_rows], float)  # S x sizes
+    share = [float(np.mean(change[:, j] > 0)) if len(change) else float("nan") for j in range(len(sizes))]
+    helps = [s > majority for s in share]
+    chosen = max((j for j, h in enumerate(helps) if h), default=None)
+    return {"baseline_improves_share": share, "baseline_helps": helps, "chosen_index": chosen,
+            "chosen_size": None if chosen is None else float(sizes[chosen]), "majority": majority}
 
 
 def summarise(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Mean improvement over states and step sizes with a state-bootstrap interval, the paired difference to
-    the baseline, the same per step size, and the mean output-layer cosine."""
+    """The change at the step length chosen from the baseline (:func:`choose_length`, on the choose half),
+    measured on the report half, with a run-then-state bootstrap interval and the paired difference to the
+    baseline; the same at every length (the per-length curve, report half); the mean output-layer cosine.
+    No length helps the baseline: ``no_helpful_length`` and no headline (``improvement_is_headline`` false;
+    ``improvement`` then holds the smallest length's change, never to be shown as a headline)."""
     states = np.asarray([r["state"] for r in rows])
-    change = np.asarray([r["change"] for r in rows], float)  # S x sizes
-    base = np.asarray([r["change"] for r in base_rows], float) if base_rows else None
-    st = cluster_mean(change.mean(1), states, baseline=None if base is None else base.mean(1))
+    runs = np.asarray([r.get("run", 0) for r in rows])
+    report = np.asarray([r.get("change_report", r["change"]) for r in rows], float)  # S x sizes
+    base = np.asarray([r.get("change_report", r["change"]) for r in base_rows], float) if base_rows else None
+    choice = choose_length(base_rows if base_rows else rows, [float(x) for x in STEP_SIZES[:report.shape[1]]]
+                           if report.ndim == 2 else None)
     cos = np.asarray([r["fd_cosine"] for r in rows], float)
-    cos_stats = cluster_mean(cos, np.arange(len(cos))) if np.isfinite(cos).any() else None
-    out = {"improvement": st["mean"], "improvement_ci_low": st["ci_low"], "improvement_ci_high": st["ci_high"],
-           "n_states": st["n_states"], "stuck_states": int(sum(bool(r["stuck"]) for r in rows)),
-           "fd_cosine_states": int(np.isfinite(cos).sum()),
-           "fd_cosine": cos_stats["mean"] if cos_stats else float("nan"),
-           "fd_cosine_ci_low": cos_stats["ci_low"] if cos_stats else float("nan"),
-           "fd_cosine_ci_high": cos_stats["ci_high"] if cos_stats else float("nan")}
-    if base is not None:
-        out.update(delta_improvement=st["delta"], delta_improvement_ci_low=st["delta_ci_low"],
-                   delta_improvement_ci_high=st["delta_ci_high"])
+    cos_stats = cluster_mean(cos, np.arange(len(cos)), runs=runs,
+                             min_states=MIN_INTERVAL_STATES) if np.isfinite(cos).any() else None
+    out: dict[str, Any] = {"n_states": int(len(np.unique(states))), "n_runs": int(len(np.unique(runs))),
+                           "stuck_states": int(sum(bool(r["stuck"]) for r in rows)),
+                           "fd_cosine_states": int(np.isfinite(cos).sum()),
+                           "fd_cosine": cos_stats["mean"] if cos_stats else float("nan"),
+                           "fd_cosine_ci_low": cos_stats["ci_low"] if cos_stats else float("nan"),
+                           "fd_cosine_ci_high": cos_stats["ci_high"] if cos_stats else float("nan"),
+                           "length_choice": choice, "chosen_size": choice["chosen_size"],
+                           "no_helpful_length": choice["chosen_index"] is None}
     by_size = []
-    for j, size in enumerate(STEP_SIZES):
-        sj = cluster_mean(change[:, j], states, baseline=None if base is None else base[:, j])
+    for j, size in enumerate(STEP_SIZES[:report.shape[1]]):
+        sj = cluster_mean(report[:, j], states, baseline=None if base is None else base[:, j], runs=runs,
+                          min_states=MIN_INTERVAL_STATES)
         by_size.append({"size": size, "improvement": sj["mean"], "ci_low": sj["ci_low"], "ci_high": sj["ci_high"],
+                        "baseline_improves_share": choice["baseline_improves_share"][j],
+                        "baseline_helps": choice["baseline_helps"][j], "chosen": j == choice["chosen_index"],
                         **({"delta": sj["delta"], "delta_ci_low": sj["delta_ci_low"], "delta_ci_high": sj["delta_ci_high"]}
                            if base is not None else {})})
     out["by_step_size"] = by_size
+    # the headline: the chosen length; with none (no headline), the record still stores the smallest length's
+    # change (an ok record carries a finite ``improvement``), flagged ``improvement_is_headline: false``
+    j = choice["chosen_index"] if choice["chosen_index"] is not None else 0
+    at = by_size[j] if by_size else {}
+    nan = float("nan")
+    out.update(improvement=at.get("improvement", nan), improvement_ci_low=at.get("ci_low", nan),
+               improvement_ci_high=at.get("ci_high", nan), improvement_at=at.get("size"),
+               improvement_is_headline=choice["chosen_index"] is not None)
+    if base is not None:
+        out.update(delta_improvement=at.get("delta", nan), delta_improvement_ci_low=at.get("delta_ci_low", nan),
+                   delta_improvement_ci_high=at.get("delta_ci_high", nan))
     return out
 
 
@@ -259,6 +353,8 @@ def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions
         return {"kind": "descent", "key": ident.key, "task": task_name, "method": method_name, "profile": profile,
                 "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
                 "higher_is_better": task.higher_is_better, "settings": descent_settings(),
+                "protocol_version": PROTOCOL_VERSION, "descent_version": DESCENT_VERSION,
+                "probe_code_fingerprint": ident.provenance["probe_code_fingerprint"],
                 "environment": environment(opts.device), "provenance": ident.provenance}
 
     def work() -> dict[str, Any]:
@@ -278,7 +374,8 @@ def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions
                 _BASELINE_CACHE[cache_key] = measure(method_for(task, base_name).make_loss(task))
             base_res = _BASELINE_CACHE[cache_key]
             mine = measure(method.make_loss(task))
-        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=setup.artifact, baseline=base_name,
+        return dict(pool_sha256=pool.digest, pool=pool.summary(), pool_file=pool_file(task_name, profile, pool),
+                    artifact=setup.artifact, baseline=base_name, halves=mine["halves"],
                     **summarise(mine["states"], base_res["states"]), states=mine["states"])
 
     return recorded(path, opts.force, base, lambda: method.supports(task), work, key=ident.key, log=opts.log,
@@ -286,17 +383,22 @@ def run_descent(task_name: str, method_name: str, profile: str, opts: RunOptions
 
 
 def descent_line(rec: dict[str, Any]) -> str:
-    """One line per descent record for the CLI."""
+    """One line per descent record for the CLI: the change at the chosen length (report half), its paired
+    difference to the baseline, the per-length curve."""
     head = f"descent {rec['task']:16s} {rec['method']:12s} {rec['profile']:6s}: "
     if rec["status"] != "ok":
         return head + f"{rec['status']}: {rec.get('reason', '')}".splitlines()[0]
 
     def f(v: Any) -> str:
-        return "nan" if v is None else f"{v:+.4f}"
+        return "nan" if v is None or v != v else f"{v:+.4f}"
 
     sizes = " / ".join(f(b.get("improvement")) for b in rec.get("by_step_size") or [])
-    return head + (f"metric change {f(rec['improvement'])} [{f(rec['improvement_ci_low'])}, "
-                   f"{f(rec['improvement_ci_high'])}] (per step length {sizes}) vs {rec['baseline']} "
+    lengths = "/".join(f"{100 * float(b['size']):g}%" for b in rec.get("by_step_size") or [])
+    curve = f"(curve at {lengths} of |theta|: {sizes})"
+    if not rec.get("improvement_is_headline", True):
+        return head + f"no length helps the baseline {rec['baseline']}: no headline {curve}"
+    return head + (f"at {100 * float(rec['chosen_size']):g}% of |theta|: change {f(rec['improvement'])} "
+                   f"[{f(rec['improvement_ci_low'])}, {f(rec['improvement_ci_high'])}] vs {rec['baseline']} "
                    f"{f(rec.get('delta_improvement'))} [{f(rec.get('delta_improvement_ci_low'))}, "
-                   f"{f(rec.get('delta_improvement_ci_high'))}], output-layer cosine {f(rec['fd_cosine'])} "
+                   f"{f(rec.get('delta_improvement_ci_high'))}] {curve}, output-layer cosine {f(rec['fd_cosine'])} "
                    f"over {int(rec['n_states'])} states")

@@ -1,10 +1,12 @@
 """The probe pool: one cached set of model states and evaluation batches per (task, profile), identical
 for every method.
 
-Construction (version 2): the task's baseline loss (CE / MSE-heatmap) trains a fresh model with the
-profile's own budget and schedule; ``STATES`` snapshots are taken at evenly spaced steps of that run,
-ending at its last step, so the states span the trajectory up to the baseline's final accuracy (no
-untrained model, no weight noise). Each state's outputs on the probe split (validation, else test) are
+Construction (version 3): the task's baseline loss (CE / MSE-heatmap) trains a fresh model with the
+profile's own budget and schedule once per seed of ``POOL_SEEDS`` (0, 1, 2: at least three baseline
+runs, so the pool's intervals, which resample runs and then states within them, cover run-to-run
+variance); ``STATES`` snapshots are taken at evenly spaced steps of each run, ending at its last step,
+so the states span the trajectory up to the baseline's final accuracy (no untrained model, no weight
+noise). Each state's outputs on the probe split (validation, else test) are
 cut into batches (``COPIES`` shuffles); in every batch a uniform random fraction of the targets is
 randomised (the ReLoss recipe, :func:`~surrogate_bench.reloss.collect.randomize_targets`), so the batch
 metric spreads over [0, 1] at every state. The state weights and a set of clean held-out batches are
@@ -33,13 +35,14 @@ from ..running.baseline import train_baseline
 from ..running.step import autocast
 from ..store.records import atomic_write_bytes
 
-POOL_VERSION = 2  # bump when the construction changes what a pool holds
-STATES = 8  # snapshots at steps k * total / STATES, k = 1..STATES (the last = the end of the baseline run)
+POOL_VERSION = 3  # bump when the construction changes what a pool holds (3: states of POOL_SEEDS runs)
+POOL_SEEDS = (0, 1, 2)  # baseline runs whose states make the pool (>= 3: intervals cover run-to-run variance)
+STATES = 8  # snapshots per run at steps k * total / STATES, k = 1..STATES (the last = the end of the run)
 COPIES = 4  # shuffled cuts of the probe split per state
 MAX_BATCHES_PER_STATE = 32
 DESCENT_BATCHES = 8  # clean held-out batches per state for the descent probe
-KEYS = ("outputs", "targets", "metric", "state", "corrupted", "state_step", "state_metric", "weights",
-        "eval_index", "settings")
+KEYS = ("outputs", "targets", "metric", "state", "corrupted", "state_step", "state_metric", "state_run",
+        "weights", "eval_index", "settings")
 
 
 @dataclass
@@ -57,14 +60,26 @@ class ProbePool:
     weights: list[dict[str, Tensor]] = field(default_factory=list)  # S: model state dicts (descent probe)
     eval_index: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))  # E x n probe-split indices
     settings: dict[str, Any] = field(default_factory=dict)
+    state_run: list[int] = field(default_factory=list)  # S: the seed of the baseline run each state comes from
+    nbytes: int = 0  # size of the stored pool file
+
+    def batch_run(self) -> Tensor:
+        """B: the baseline run (seed) of each batch's state (all 0 for a pool without runs)."""
+        runs = torch.as_tensor(self.state_run or [0] * len(self.state_step), dtype=torch.long)
+        return runs[self.state] if len(self.state) else torch.zeros(0, dtype=torch.long)
 
     def __len__(self) -> int:
         return int(self.metric.shape[0])
 
     def summary(self) -> dict[str, Any]:
         """What a probe record says about the pool it was measured on."""
+        from .stats import state_variance_share
+
         per_state = torch.bincount(self.state, minlength=len(self.state_step)).tolist() if len(self.state) else []
+        share = state_variance_share(self.metric.double().numpy(), self.state.numpy()) if len(self) else float("nan")
         return {"construction": self.settings.get("construction"), "baseline": self.settings.get("baseline"),
+                "runs": sorted(set(self.state_run)), "state_run": list(self.state_run),
+                "state_variance_share": share, "bytes": self.nbytes,
                 "states": len(self.state_step), "state_step": list(self.state_step),
                 "total_steps": self.settings.get("total_steps"),
                 "state_metric": [float(m) for m in self.state_metric], "batches_per_state": per_state,
@@ -86,7 +101,8 @@ def pool_settings(task: Task, profile_name: str, data_fp: str = "") -> dict:
     of its baseline run (the training path, the task and baseline plugin files, this file; the data files)."""
     baseline = method_for(task, baseline_method(task))
     return {"task": task.config(), "profile": profile_name, "profile_settings": task.profile(profile_name).as_dict(),
-            "baseline": baseline_method(task), "baseline_params": baseline.p, "states": STATES, "copies": COPIES,
+            "baseline": baseline_method(task), "baseline_params": baseline.p, "seeds": list(POOL_SEEDS),
+            "states": STATES, "copies": COPIES,
             "max_batches_per_state": MAX_BATCHES_PER_STATE, "descent_batches": DESCENT_BATCHES,
             "batch": pool_batch_size(task), "construction": POOL_VERSION, "version": __version__,
             "code_fingerprint": code_fingerprint(task, baseline), "pool_code": source_digest(Path(__file__).resolve()),
@@ -95,7 +111,8 @@ def pool_settings(task: Task, profile_name: str, data_fp: str = "") -> dict:
 
 def built_settings(task: Task, data: TaskData, profile_name: str, data_fp: str = "", seed: int = 0) -> dict:
     """Everything a pool built now from ``data`` would store as its settings (compared before a stored pool is
-    used): :func:`pool_settings`, the probe split, the baseline's step count and the seed."""
+    used): :func:`pool_settings`, the probe split, the baseline's step count and the seed of its batch cuts
+    (the baseline runs' seeds are ``POOL_SEEDS``)."""
     profile = task.profile(profile_name)
     n = len(data.train)
     total = (n // min(profile.batch_size, n)) * profile.epochs if n else 0
@@ -141,8 +158,9 @@ def baseline_states(task: Task, data: TaskData, profile: Profile, device: torch.
 
 
 def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.device, seed: int = 0,
-               data_fp: str = "") -> dict:
-    """Snapshot a baseline run, cut each state's probe-split outputs into partly randomised batches."""
+               data_fp: str = "", seeds: tuple[int, ...] | None = None) -> dict:
+    """Snapshot one baseline run per seed of ``seeds`` (default ``POOL_SEEDS``), cut each state's probe-split
+    outputs into partly randomised batches; states are numbered run by run."""
     profile = task.profile(profile_name)
     n = pool_batch_size(task)
     probe = probe_split(data)
@@ -150,7 +168,12 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
         raise ValueError(f"probe split of {task.name} has {len(probe)} samples; need at least {n}")
     total = (len(data.train) // min(profile.batch_size, len(data.train))) * profile.epochs
     steps = snapshot_steps(total)
-    weights = baseline_states(task, data, profile, device, seed, steps)
+    weights, state_step, state_run = [], [], []
+    for run_seed in (POOL_SEEDS if seeds is None else seeds):
+        got = baseline_states(task, data, profile, device, run_seed, steps)
+        weights += got
+        state_step += steps[:len(got)]
+        state_run += [int(run_seed)] * len(got)
     gen = torch.Generator().manual_seed(seed + 1)
     ys = probe.y.cpu()
     m = len(probe) // n * n
@@ -179,7 +202,8 @@ def build_pool(task: Task, data: TaskData, profile_name: str, device: torch.devi
     settings = built_settings(task, data, profile_name, data_fp, seed)
     return {"outputs": torch.cat(outs).to(torch.float16 if task.output_kind == "heatmaps" else torch.float32),
             "targets": torch.cat(tgts), "metric": torch.cat(metrics), "state": torch.cat(state_ids),
-            "corrupted": torch.cat(fracs), "state_step": torch.tensor(steps[:len(weights)]),
+            "corrupted": torch.cat(fracs), "state_step": torch.tensor(state_step),
+            "state_run": torch.tensor(state_run, dtype=torch.long),
             "state_metric": torch.tensor(state_metric, dtype=torch.float64), "weights": weights,
             "eval_index": eval_index, "settings": json.dumps(settings, sort_keys=True, default=str)}
 
@@ -192,7 +216,8 @@ def _well_formed(state: Any) -> bool:
         b, s = int(state["metric"].shape[0]), len(state["weights"])
         return (b > 0 and s > 0 and state["outputs"].shape[0] == state["targets"].shape[0] == b
                 and state["state"].shape[0] == state["corrupted"].shape[0] == b
-                and int(state["state"].max()) < s and len(state["state_step"]) == len(state["state_metric"]) == s
+                and int(state["state"].max()) < s
+                and len(state["state_step"]) == len(state["state_metric"]) == len(state["state_run"]) == s
                 and isinstance(json.loads(state["settings"]), dict))
     except Exception:
         return False
@@ -238,14 +263,16 @@ def load_or_build_pool(task: Task, data: TaskData, profile_name: str, device: to
                 log(f"probe pool {path.name} is unusable ({problem}); rebuilding")
                 state = None
         if state is None:
-            log(f"building probe pool for {task.name} ({profile_name}): a {baseline_method(task)} run of the "
-                f"profile, {STATES} states")
+            log(f"building probe pool for {task.name} ({profile_name}): {len(POOL_SEEDS)} {baseline_method(task)} "
+                f"runs of the profile (seeds {', '.join(map(str, POOL_SEEDS))}), {STATES} states each")
             state = build_pool(task, data, profile_name, device, data_fp=data_fp)
             buf = io.BytesIO()
             torch.save(state, buf)
             atomic_write_bytes(path, buf.getvalue())
             digest = hashlib.sha256(buf.getvalue()).hexdigest()
+            raw = buf.getvalue()
     return ProbePool(state["outputs"].float(), state["targets"], state["metric"], digest, state=state["state"],
                      corrupted=state["corrupted"], state_step=[int(v) for v in state["state_step"]],
                      state_metric=[float(v) for v in state["state_metric"]], weights=state["weights"],
-                     eval_index=state["eval_index"], settings=json.loads(state["settings"]))
+                     eval_index=state["eval_index"], settings=json.loads(state["settings"]),
+                     state_run=[int(v) for v in state["state_run"]], nbytes=len(raw))

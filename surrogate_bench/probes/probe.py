@@ -16,12 +16,26 @@ import torch
 from ..plugins.registry import get_task, method_for
 from ..running.environment import environment
 from ..running.options import RunOptions
+from ..running.spec import PROTOCOL_VERSION
 from ..store.records import recorded
 from .pool import baseline_method
-from .setup import is_baseline, prepare_probe, probe_identity
+from .setup import is_baseline, pool_file, prepare_probe, probe_identity
 from .stats import N_BOOTSTRAP, kendall, rank_stats, spearman  # noqa: F401  (re-exported: the probe's statistics)
 
-PROBE_VERSION = 2  # 2: pool of states along a whole baseline run, state-bootstrap statistics, paired deltas
+PROBE_VERSION = 3  # 3: pool of states of 3 baseline runs, two-stage (run, state) bootstrap, degenerate intervals labelled
+# 2: pool of states along a whole baseline run, state-bootstrap statistics, paired deltas
+HEADLINE_SHARE = 0.10  # below this share of batch-metric variance from the state, rho within states is the headline
+
+
+def probe_settings() -> dict[str, Any]:
+    """What a probe record's key covers besides the task, method, profile and fingerprints."""
+    return {"probe_version": PROBE_VERSION, "protocol_version": PROTOCOL_VERSION}
+
+
+def headline(share: float) -> str:
+    """Which rho is the headline: within states when the state explains little of the batch metric's variance
+    (the between-state ranking then rests on a handful of nearly equal state means), else overall."""
+    return "spearman_within" if share == share and share < HEADLINE_SHARE else "spearman"
 
 
 def probe_path(results_dir: Path, task: str, method: str, profile: str, key: str) -> Path:
@@ -40,13 +54,14 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
     """Probe one (task, method) on the task's shared pool; returns (and stores) its record."""
     task = get_task(task_name, **(task_params or {}))
     method = method_for(task, method_name, **(method_params or {}))
-    ident = probe_identity("probe", task, method, profile, {"probe_version": PROBE_VERSION}, opts.data_root,
-                           opts.download)
+    ident = probe_identity("probe", task, method, profile, probe_settings(), opts.data_root, opts.download)
     path = probe_path(opts.results_dir, task_name, method_name, profile, ident.key)
 
     def base() -> dict[str, Any]:
         return {"kind": "probe", "key": ident.key, "task": task_name, "method": method_name, "profile": profile,
                 "task_params": task.p, "method_params": method.p, "metric_name": task.metric_name,
+                "protocol_version": PROTOCOL_VERSION, "probe_version": PROBE_VERSION,
+                "probe_code_fingerprint": ident.provenance["probe_code_fingerprint"],
                 "environment": environment(opts.device), "provenance": ident.provenance}
 
     def work() -> dict[str, Any]:
@@ -58,11 +73,16 @@ def run_probe(task_name: str, method_name: str, profile: str, opts: RunOptions,
             base = losses
         else:
             base = batch_losses(method_for(task, base_name).make_loss(task), pool.outputs, pool.targets, opts.device)
-        metric, states = pool.metric.numpy(), pool.state.numpy()
-        return dict(pool_sha256=pool.digest, pool=pool.summary(), artifact=setup.artifact, baseline=base_name,
-                    bootstrap={"resamples": "model states (clusters), with replacement", "n": N_BOOTSTRAP,
-                               "interval": "percentile 95%"},
-                    **rank_stats(losses, metric, states, baseline=base),
+        metric, states, runs = pool.metric.numpy(), pool.state.numpy(), pool.batch_run().numpy()
+        summary = pool.summary()
+        share = float(summary["state_variance_share"])
+        return dict(pool_sha256=pool.digest, pool=summary, pool_file=pool_file(task_name, profile, pool),
+                    artifact=setup.artifact, baseline=base_name, state_variance_share=share,
+                    headline=headline(share),
+                    bootstrap={"resamples": "two-stage: baseline runs with replacement, then model states within "
+                                            "each drawn run (all batches of a drawn state together)",
+                               "n": N_BOOTSTRAP, "interval": "percentile 95%"},
+                    **rank_stats(losses, metric, states, baseline=base, runs=runs),
                     points=[[float(a), float(b), int(c)] for a, b, c in zip(losses, metric, states)])
 
     return recorded(path, opts.force, base, lambda: method.supports(task), work, key=ident.key, log=opts.log,

@@ -78,6 +78,15 @@ def probe_identity(kind: str, task: Task, method: Method, profile: str, settings
     return ProbeIdentity(key, data, {**provenance(task, method, code, data), "probe_code_fingerprint": probe_code})
 
 
+def pool_file(task_name: str, profile: str, pool: ProbePool) -> dict[str, Any]:
+    """What a record says about the pool file it read (not committed when large): name, size, sha256 and the
+    command that rebuilds it (any probe of the task builds the pool; the same code and data give the same
+    file on CPU)."""
+    return {"bytes": int(pool.nbytes), "sha256": pool.digest,
+            "regenerate": f"python -m surrogate_bench probe --task {task_name} --method ce --profile {profile} "
+                          f"--threads 1 --results-dir results --data-root ../shared/data"}
+
+
 def is_baseline(task: Task, method: Method, method_name: str) -> bool:
     """The method *is* the task's baseline loss at its default (tuned) parameters."""
     base = baseline_method(task)

@@ -2,8 +2,14 @@
 
 Batches of one model state share the model (and images), so they are not independent: every interval
 here comes from a cluster bootstrap that resamples *states* with replacement (all batches of a drawn
-state come along), vectorised over the resamples. Paired differences (method - baseline) use the same
-resamples for both, so the shared pool's noise cancels.
+state come along), vectorised over the resamples. When the states come from several baseline runs
+(``runs``: the run of each state), the bootstrap is two-stage: runs are drawn with replacement, then
+states within each drawn run, so an interval covers run-to-run variance too. Paired differences
+(method - baseline) use the same resamples for both, so the shared pool's noise cancels.
+
+An interval from fewer than ``MIN_INTERVAL_STATES`` states, or one where every resample gives the same
+value (e.g. a between-state rho of -1 on a handful of monotone state means), is not an interval: it is
+left out (NaN) and ``<name>_ci_note`` says "too few states for an interval".
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from scipy import stats
 
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+MIN_INTERVAL_STATES = 5  # fewer states: no bootstrap interval (a few distinct resamples are no interval)
+TOO_FEW = "too few states for an interval"
 
 
 def _finite_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +69,65 @@ def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(rho, -1.0, 1.0)
 
 
-def cluster_resamples(n_clusters: int, n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
-    """R x C indices of states drawn with replacement: the resamples every statistic of a pool shares."""
-    return np.random.default_rng(seed).integers(0, n_clusters, size=(n_resamples, n_clusters))
+def cluster_resamples(n_clusters: int, n_resamples: int = N_BOOTSTRAP, seed: int = 0,
+                      runs: np.ndarray | None = None) -> np.ndarray:
+    """R x C' indices of states drawn with replacement: the resamples every statistic of a pool shares.
+
+    Without ``runs``, C' = C states drawn uniformly. With ``runs`` (the run of each of the C states), a
+    two-stage draw: each resample draws as many runs as there are, with replacement, then for each drawn run
+    as many of its states as the largest run has, with replacement (C' = runs x that size; equal-sized runs,
+    as a pool's are, make it the plain two-stage cluster bootstrap)."""
+    rng = np.random.default_rng(seed)
+    if runs is None or len(np.unique(runs)) < 2:
+        return rng.integers(0, n_clusters, size=(n_resamples, n_clusters))
+    runs = np.asarray(runs)
+    ids = np.unique(runs)
+    members = [np.flatnonzero(runs == r) for r in ids]
+    size = max(len(m) for m in members)
+    table = np.zeros((len(ids), size), dtype=int)
+    for i, m in enumerate(members):
+        table[i, :len(m)] = m
+    counts = np.asarray([len(m) for m in members])
+    drawn = rng.integers(0, len(ids), size=(n_resamples, len(ids)))  # R x runs
+    drawn = np.repeat(drawn, size, axis=1)  # R x (runs * size): the run of every slot
+    within = np.floor(rng.random(drawn.shape) * counts[drawn]).astype(int)
+    return table[drawn, within]
+
+
+def state_runs(clusters: np.ndarray, runs: np.ndarray | None) -> np.ndarray | None:
+    """The run of each distinct state (in ``np.unique`` order), from per-batch ``clusters`` and ``runs``."""
+    if runs is None:
+        return None
+    clusters, runs = np.asarray(clusters), np.asarray(runs)
+    states, first = np.unique(clusters, return_index=True)
+    return runs[first]
+
+
+def interval_note(boot: np.ndarray, n_states: int) -> str | None:
+    """Why a bootstrap interval is not shown: fewer than ``MIN_INTERVAL_STATES`` states, or every finite
+    resample gives the same value (a degenerate interval such as [-1, -1]); None when it is an interval."""
+    b = np.asarray(boot, float)
+    b = b[np.isfinite(b)]
+    if n_states < MIN_INTERVAL_STATES or len(b) == 0 or float(np.ptp(b)) == 0.0:
+        return TOO_FEW
+    return None
+
+
+def state_variance_share(metric: np.ndarray, clusters: np.ndarray) -> float:
+    """Share of the batch metric's variance that comes from the model state: the between-state sum of
+    squares over the total (one-way ANOVA, batch-weighted); NaN for constant metrics."""
+    metric, clusters = np.asarray(metric, float), np.asarray(clusters)
+    keep = np.isfinite(metric)
+    metric, clusters = metric[keep], clusters[keep]
+    if len(metric) < 2:
+        return float("nan")
+    grand = metric.mean()
+    total = float(((metric - grand) ** 2).sum())
+    if total == 0:
+        return float("nan")
+    between = sum(float((clusters == c).sum()) * (float(metric[clusters == c].mean()) - grand) ** 2
+                  for c in np.unique(clusters))
+    return between / total
 
 
 def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -120,11 +184,13 @@ def _overall(px: np.ndarray, py: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def rank_stats(loss: np.ndarray, metric: np.ndarray, clusters: np.ndarray | None = None,
                baseline: np.ndarray | None = None, n_resamples: int = N_BOOTSTRAP,
-               seed: int = 0) -> dict[str, float]:
+               seed: int = 0, runs: np.ndarray | None = None) -> dict[str, float]:
     """Spearman rho overall, within states (mean over states) and between states (on state means), each
     with a state-bootstrap percentile 95% interval; Kendall tau overall; and, given the baseline's losses
     on the same batches, the paired differences delta_rho = rho(method) - rho(baseline) with intervals
-    from the same resamples. Without ``clusters`` every batch is its own state (the old, batch bootstrap).
+    from the same resamples. Without ``clusters`` every batch is its own state (the old, batch bootstrap);
+    with ``runs`` (per batch: the baseline run its state comes from) the resamples are two-stage (runs, then
+    states). A degenerate interval is NaN with ``<name>_ci_note`` (:func:`interval_note`).
     """
     loss, metric = np.asarray(loss, float), np.asarray(metric, float)
     clusters = np.arange(len(loss)) if clusters is None else np.asarray(clusters)
@@ -133,6 +199,7 @@ def rank_stats(loss: np.ndarray, metric: np.ndarray, clusters: np.ndarray | None
         baseline = np.asarray(baseline, float)
         keep &= np.isfinite(baseline)
     loss, metric, clusters = loss[keep], metric[keep], clusters[keep]
+    runs = None if runs is None else np.asarray(runs)[keep]
     out: dict[str, float] = {"spearman": spearman(loss, metric), "kendall": kendall(loss, metric),
                              "n_batches": int(len(loss))}
     pool = ClusteredPool.of(clusters) if len(loss) else None
@@ -147,21 +214,32 @@ def rank_stats(loss: np.ndarray, metric: np.ndarray, clusters: np.ndarray | None
     if pool is None or len(loss) < 2:
         return out
     px, py = pool.pad(loss, clusters), pool.pad(metric, clusters)
-    idx = cluster_resamples(len(pool.states), n_resamples, seed)
+    s_runs = state_runs(clusters, runs)
+    out["n_runs"] = int(len(np.unique(s_runs))) if s_runs is not None else 1
+    idx = cluster_resamples(len(pool.states), n_resamples, seed, runs=s_runs)
     mine = _replicates(px, py, idx)
     out["spearman_within"] = mine["spearman_within"][0]
     out["spearman_between"] = mine["spearman_between"][0]
-    multi = len(pool.states) >= 2  # one state: no between-state spread to resample
+    n_states = len(pool.states)
     for name, (_, boot) in mine.items():
-        if multi:
+        note = interval_note(boot, n_states)
+        if note is None:
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = percentile_interval(boot)
+        else:
+            out[f"{name}_ci_note"] = note
     if baseline is not None:
         base = _replicates(pool.pad(baseline[keep], clusters), py, idx)
         for name in names:
             out[f"delta_{name}"] = mine[name][0] - base[name][0]
-            if multi:
-                lo, hi = percentile_interval(mine[name][1] - base[name][1])
+            diff = mine[name][1] - base[name][1]
+            finite = diff[np.isfinite(diff)]
+            identical = len(finite) > 0 and not np.any(finite) and out[f"delta_{name}"] == 0  # the baseline's own ranks
+            note = None if identical and n_states >= MIN_INTERVAL_STATES else interval_note(diff, n_states)
+            if note is None:
+                lo, hi = percentile_interval(diff)
                 out[f"delta_{name}_ci_low"], out[f"delta_{name}_ci_high"] = lo, hi
+            else:
+                out[f"delta_{name}_ci_note"] = note
     return out
 
 
@@ -178,15 +256,18 @@ def _replicates(px: np.ndarray, py: np.ndarray, idx: np.ndarray) -> dict[str, tu
 
 
 def cluster_mean(values: np.ndarray, clusters: np.ndarray, baseline: np.ndarray | None = None,
-                 n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, float]:
+                 n_resamples: int = N_BOOTSTRAP, seed: int = 0, runs: np.ndarray | None = None,
+                 min_states: int = 2) -> dict[str, float]:
     """Mean of per-batch values with a state-bootstrap 95% interval (a resample's mean pools the batches of
-    its drawn states); with ``baseline`` values on the same batches, the paired difference too."""
+    its drawn states; two-stage over ``runs`` when given); with ``baseline`` values on the same batches, the
+    paired difference too. Fewer than ``min_states`` states: no interval (``ci_note``)."""
     values, clusters = np.asarray(values, float), np.asarray(clusters)
     keep = np.isfinite(values)
     if baseline is not None:
         baseline = np.asarray(baseline, float)
         keep &= np.isfinite(baseline)
     values, clusters = values[keep], clusters[keep]
+    runs = None if runs is None else np.asarray(runs)[keep]
     out = {"mean": float(values.mean()) if len(values) else float("nan"), "ci_low": float("nan"),
            "ci_high": float("nan"), "n_batches": int(len(values)), "n_states": int(len(np.unique(clusters)))}
     if baseline is not None:
@@ -195,14 +276,21 @@ def cluster_mean(values: np.ndarray, clusters: np.ndarray, baseline: np.ndarray 
         return out
     pool = ClusteredPool.of(clusters)
     sums, counts = np.nan_to_num(pool.pad(values, clusters)).sum(1), pool.sizes.astype(float)
-    idx = cluster_resamples(len(pool.states), n_resamples, seed)
+    s_runs = state_runs(clusters, runs)
+    out["n_runs"] = int(len(np.unique(s_runs))) if s_runs is not None else 1
+    idx = cluster_resamples(len(pool.states), n_resamples, seed, runs=s_runs)
     boot = sums[idx].sum(1) / counts[idx].sum(1)
-    if len(pool.states) >= 2:
+    enough = len(pool.states) >= max(2, min_states)
+    if enough:
         out["ci_low"], out["ci_high"] = percentile_interval(boot)
+    else:
+        out["ci_note"] = TOO_FEW
     if baseline is not None:
         b = baseline[keep]
         bsums = np.nan_to_num(pool.pad(b, clusters)).sum(1)
         out["delta"] = out["mean"] - float(b.mean())
-        if len(pool.states) >= 2:
+        if enough:
             out["delta_ci_low"], out["delta_ci_high"] = percentile_interval(boot - bsums[idx].sum(1) / counts[idx].sum(1))
+        else:
+            out["delta_ci_note"] = TOO_FEW
     return out
