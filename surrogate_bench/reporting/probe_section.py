@@ -294,6 +294,15 @@ def choice_line(task: str, rec: Any) -> str:
     sizes = [b.get("size") for b in rec.get("by_step_size") or []]
     shares = ", ".join(f"{_pct(s)}: {100 * float(x):.0f}%" for s, x in zip(sizes, ch.get("baseline_improves_share") or []))
     base = rec.get("baseline")
+    states = rec.get("states") if isinstance(rec.get("states"), list) else []
+    befores = [_num(r.get("before")) for r in states if isinstance(r, dict)]
+    moved = any(any(_num(c) != 0 for c in (r.get("change_choose") or [])) for r in states if isinstance(r, dict))
+    if ch.get("chosen_size") is None and states and not moved:
+        where = (f" (held-out {rec.get('metric_name', 'metric')} {min(befores):.3f}–{max(befores):.3f} before the "
+                 "step: saturated)" if befores and min(befores) >= 0.999 else "")
+        return (f"- `{task}`: **no length helps the baseline** — no step of `{base}` changed the held-out metric at "
+                f"any state or length{where}, so there is no headline number; the probe cannot separate losses "
+                "here.")
     if ch.get("chosen_size") is None:
         return (f"- `{task}`: **no length helps the baseline** — `{base}`'s own step improves the choose half at no "
                 f"more than half of the states at any length ({shares} of ‖θ‖: share of states improved), so there is "
@@ -376,7 +385,8 @@ def validity_lines(results_dir: Path, probes: pd.DataFrame, descents: pd.DataFra
         for c in corrs:
             rows.append([task, _group_label(first), n_run_methods, c.label, pv.expected_word(c.expected),
                          fmt_n(c), pv.fmt_corr(c), {"predicts": "predicts", "reversed": "reversed",
-                                                      "no": "does not predict"}[c.verdict] if c.n_methods >= 3 else "—"])
+                                                      "no": "does not predict"}[c.verdict] if c.n_methods >= pv.MIN_METHODS
+                         else "too few methods"])
         head = HEADLINE_LABEL[headline_of(first)]
         if n_run_methods == 0:
             sentences.append(f"- `{task}`: no protocol-{proto} `{profile}` run records of this task yet: nothing to "

@@ -147,9 +147,9 @@ def sentence(task: str, corrs: list[Correlation], headline: str, protocol: int) 
     """The task's one-sentence summary: the value probe's headline statistic, then the descent probe."""
     value = next((c for c in corrs if c.label == headline), corrs[0])
     descent = next((c for c in corrs if c.label == "descent Δ"), None)
-    if value.n_methods < 3:
+    if value.n_methods < MIN_METHODS:
         head = (f"`{task}`: too few methods with both probe records and protocol-{protocol} training runs "
-                f"({value.n_methods}) to say whether the value probe predicts training benefit")
+                f"({value.n_methods}; ρ = {fmt_corr(value)}) to say whether the value probe predicts training benefit")
     elif value.verdict == "predicts":
         head = (f"`{task}`: the value probe does predict training benefit here ({value.label}: ρ = {fmt_corr(value)}, "
                 f"{value.n_methods} methods)")
@@ -159,7 +159,7 @@ def sentence(task: str, corrs: list[Correlation], headline: str, protocol: int) 
     else:
         head = (f"`{task}`: the value probe does not predict training benefit here ({value.label}: "
                 f"ρ = {fmt_corr(value)}, {value.n_methods} methods)")
-    if descent is None or descent.n_methods < 3:
+    if descent is None or descent.n_methods < MIN_METHODS:
         tail = "; too few descent records at a chosen length to judge the descent probe"
     else:
         word = {"predicts": "does", "reversed": "ranks them against it", "no": "does not"}[descent.verdict]
