@@ -16,7 +16,7 @@ from surrogate_bench.launch.executors import LaunchConfig, load_plugins
 from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
 from surrogate_bench.store.records import read_record
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 TINY, EXIT = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "exit_method.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # workers and reference: 1 thread each
 

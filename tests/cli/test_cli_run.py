@@ -20,7 +20,7 @@ from surrogate_bench.plugins.errors import DataUnavailable, SuiteError
 from surrogate_bench.store.records import read_record
 from cli_helpers import run_cli
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 TINY, FAILING = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "failing_method.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -23,7 +23,7 @@ from surrogate_bench.running.runner import run_one
 from surrogate_bench.running.spec import RunSpec, resolve
 from surrogate_bench.store.records import read_record, write_record
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
 

@@ -17,7 +17,7 @@ import torch
 from surrogate_bench.store.records import read_record
 from cli_helpers import run_cli
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 TINY, NONFINITE = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "nonfinite_loss.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -12,7 +12,7 @@ from surrogate_bench.plugins.errors import SuiteError
 from surrogate_bench.store.records import read_record, write_record
 from cli_helpers import run_cli
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 TINY, FAILING = str(PLUGINS / "tiny_ap_task.py"), str(PLUGINS / "failing_method.py")
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -23,7 +23,7 @@ from surrogate_bench.store import provenance
 from surrogate_bench.store.provenance import DigestCache, data_fingerprint
 from surrogate_bench.store.records import read_record, record_problem, recorded
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 FILES = [PLUGINS / n for n in ("tiny_ap_task.py", "tiny_fast_task.py", "file_data_task.py")]
 
 

@@ -16,7 +16,7 @@ from surrogate_bench.running.checkpoint import checkpoint_path
 from surrogate_bench.running.options import DeadlineReached, RunOptions
 from surrogate_bench.running.runner import RunSpec, run_one
 
-PLUGIN = Path(__file__).parent / "plugins" / "tiny_ap_task.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "tiny_ap_task.py"
 TASK = "tiny-ap"  # synthetic, 6 epochs of 16 steps
 
 

@@ -17,7 +17,7 @@ from surrogate_bench.running.options import RunOptions
 from surrogate_bench.running.spec import RunSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-PLUGINS = Path(__file__).resolve().parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 @pytest.fixture(autouse=True)

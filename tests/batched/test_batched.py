@@ -13,7 +13,8 @@ import torch
 from surrogate_bench.plugins.contracts import Profile
 from surrogate_bench.plugins.registry import registry
 from surrogate_bench.launch.executors import LaunchConfig, execute, load_plugins
-from surrogate_bench.running import batched, step_capture
+from surrogate_bench.batched import executor as batched
+from surrogate_bench.running import step_capture
 from surrogate_bench.batched.executor import group_checkpoint_path, group_specs, run_batched
 from surrogate_bench.running.options import DeadlineReached, RunOptions, SimulatedCrash
 from surrogate_bench.running.runner import run_one
@@ -21,7 +22,7 @@ from surrogate_bench.running.spec import RunSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 RTOL = 1e-4
 # test-sized profiles: 100 (MLP) / 32 (ResNet) / 16 (hourglass) steps over 2 epochs with a learning-rate milestone
 MNIST = Profile(epochs=2, batch_size=16, lr=0.01, momentum=0.5, milestones=(1,), train_size=800, val_size=200,

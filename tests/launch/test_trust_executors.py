@@ -22,7 +22,7 @@ from surrogate_bench.running.runner import base_record
 from surrogate_bench.running.spec import RunSpec, resolve
 from surrogate_bench.store.records import read_record, write_record
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 TINY, FAST, EXIT = (str(PLUGINS / n) for n in ("tiny_ap_task.py", "tiny_fast_task.py", "exit_method.py"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -16,7 +16,7 @@ from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
 from surrogate_bench.store.records import read_record
 from surrogate_bench.launch.tune import grid_points, parse_grid, tune
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 FILES = [PLUGINS / "tiny_ap_task.py", PLUGINS / "tiny_fast_task.py", PLUGINS / "no_test_split_task.py"]
 
 

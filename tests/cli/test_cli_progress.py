@@ -14,7 +14,7 @@ from surrogate_bench.running import progress
 from surrogate_bench.running.progress import GridBar, StepBar, resolve_mode
 from cli_helpers import run_cli
 
-TINY = str(Path(__file__).parent / "plugins" / "tiny_ap_task.py")
+TINY = str(Path(__file__).resolve().parents[1] / "plugins" / "tiny_ap_task.py")
 
 
 class _Loss:

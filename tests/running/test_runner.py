@@ -11,7 +11,7 @@ from surrogate_bench.cli import main
 from surrogate_bench.running.runner import RunSpec, run_one
 from surrogate_bench.store.records import read_record
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 def test_key_depends_on_everything() -> None:

@@ -20,7 +20,7 @@ from surrogate_bench.running.options import SimulatedCrash
 from surrogate_bench.running.runner import RunOptions, RunSpec, run_one
 from surrogate_bench.store.records import read_record
 
-PLUGIN = Path(__file__).parent / "plugins" / "tiny_ap_task.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "tiny_ap_task.py"
 TASK, PROFILE = "tiny-ap", "smoke"  # synthetic data, 6 short epochs
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
