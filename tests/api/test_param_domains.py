@@ -85,3 +85,14 @@ def test_seed_limits() -> None:
 def test_top_k_is_fine_where_the_refactoring_has_it() -> None:
     assert method_for(get_task("cifar10-acc"), "uniloss", top_k="3").p["top_k"] == 3
     method_for(get_task("synth-pose-pckh"), "ce")  # unsupported pairs are skipped later, not refused here
+
+
+def test_hinge_margin_is_positive_in_its_domain_and_nowhere_else() -> None:
+    """One place decides: hinge's domain says margin > 0 (0 leaves no hinge), and no validate() re-checks it."""
+    from surrogate_bench import get_method
+
+    with pytest.raises(SuiteError, match="bad value 0.0 for method 'hinge' parameter 'margin'"):
+        get_method("hinge", margin=0.0)
+    assert get_method("hinge", margin=1e-3).p["margin"] == 1e-3
+    hinge = registry().get_class("method", "hinge")
+    assert "validate" not in vars(hinge) and hinge.param_domains["margin"].problem(0.0)

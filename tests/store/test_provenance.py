@@ -257,3 +257,23 @@ def test_moving_an_unchanged_training_path_file_keeps_the_fingerprint_and_an_edi
     target = tmp_path / "running" / "steps" / "one_step.py"
     target.write_text(target.read_text() + "\n# an edit\n")
     assert training_path_digest(tmp_path) != before
+
+
+def test_git_state_is_read_for_every_record_not_once_per_process(tmp_path: Path, monkeypatch) -> None:
+    """A process that outlives an edit must not stamp its later records with the earlier clean state."""
+    import subprocess
+
+    from surrogate_bench.store import provenance as prov
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (repo / "f.py").write_text("x = 1\n")
+    run("add", "f.py")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    monkeypatch.setattr(prov, "REPO_ROOT", repo)
+    commit, dirty = prov.git_state()
+    assert len(commit) == 40 and dirty is False
+    (repo / "f.py").write_text("x = 2\n")  # an edit while the process lives on
+    assert prov.git_state() == (commit, True)
