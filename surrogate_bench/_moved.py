@@ -35,6 +35,7 @@ MOVED: dict[str, str] = {  # old module -> its module since 0.2.0
     "surrogate_bench.taskkit.ap_surrogates": "surrogate_bench.losses.ap_surrogates",
     "surrogate_bench.taskkit.bootstrap": "surrogate_bench.stats.bootstrap",
     "surrogate_bench.reporting.stats": "surrogate_bench.stats.seeds",
+    "surrogate_bench.reporting.probe_section": "surrogate_bench.probe_report.section",
 }
 
 

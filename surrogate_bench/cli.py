@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     bn.add_argument("--data-root", default=None)
     bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    bn.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default: torch's)")
+    _threads(bn)
     bn.add_argument("--step-capture", default=None, choices=["auto", "graph", "compile", "eager"],
                     help="training step implementation (default auto: CUDA graph on CUDA, eager on CPU)")
     bn.add_argument("--batch-runs", default=None, metavar="K[,K...]",
@@ -587,7 +587,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    if args.threads > 0:
+    if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     root = data_root(args.data_root)

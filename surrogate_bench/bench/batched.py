@@ -168,7 +168,7 @@ def bench_cli(args: Any, device: torch.device, data_root: Path, method_names: li
         ks = parse_seeds(args.batch_runs)
     except SuiteError:
         raise SuiteError(f"bad --batch-runs {args.batch_runs!r}: expected positive integers like 1,2,4,8") from None
-    threads = args.threads if args.threads > 0 else 1
+    threads = args.threads or 1
     rows = []
     for name in select("task", args.task, False):
         for method in method_names:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from . import probe_section, text
+from . import text
+from ..probe_report import section as probe_section
 from .. import results
 from ..plugins.catalog import PLUMBING_PROFILES
 from ..stats.verdicts import ALPHA

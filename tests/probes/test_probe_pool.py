@@ -51,7 +51,7 @@ def test_degenerate_intervals_are_labelled() -> None:
 
 
 def test_old_records_degenerate_interval_reads_too_few_states() -> None:
-    from surrogate_bench.reporting.probe_section import _ci
+    from surrogate_bench.probe_report.section import _ci
 
     assert _ci({"x": -1.0, "x_ci_low": -1.0, "x_ci_high": -1.0}, "x") == "-1.000 (too few states for an interval)"
     assert _ci({"x": -0.5, "x_ci_note": TOO_FEW}, "x") == "-0.500 (too few states for an interval)"

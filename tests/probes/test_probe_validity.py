@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from surrogate_bench.reporting import probe_validity as pv
+from surrogate_bench.probe_report import validity as pv
 
 # fixed numbers: five methods' delta rho and their per-seed training differences (method - baseline)
 DELTA_RHO = {"ce": 0.0, "a": -0.20, "b": -0.05, "c": 0.10, "d": 0.30}
@@ -100,7 +100,7 @@ def test_leaderboard_validity_table_and_groups_never_pooled(tmp_path) -> None:
     """Current records (protocol 2, one probe-code fingerprint) with protocol-2 runs give the validity table;
     records of another fingerprint or of protocol 1 for the same task are counted and left out, never mixed."""
     from surrogate_bench.reporting.leaderboard import render
-    from surrogate_bench.reporting.probe_section import current, group_of
+    from surrogate_bench.probe_report.section import current, group_of
     from surrogate_bench.store.records import write_record
 
     methods = {"ce": 0.0, "focal": -0.2, "poly1": -0.05, "hinge": 0.1, "ce-ls": 0.3}

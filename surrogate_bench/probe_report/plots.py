@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .plots import PNG_META, plt  # the renderer's matplotlib (Agg backend) and PNG metadata
+from ..reporting.plots import PNG_META, plt  # the renderer's matplotlib (Agg backend) and PNG metadata
 
 
 def _f(v) -> float:

@@ -18,8 +18,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..store.records import records_frame
-from .labels import empty_cell, labelled
-from . import probe_validity as pv
+from ..reporting.labels import empty_cell, labelled
+from . import validity as pv
 
 SPEARMAN_LINE = ("**Spearman probe** — does the loss's *value* rank batches like the exact metric? Spearman ρ "
                  "between batch loss and batch metric (papers' sign: −1 = ranks them exactly like the metric).")
@@ -345,7 +345,7 @@ def descent_table(descents: pd.DataFrame, profile: str) -> str:
 
 def _runs(results_dir: Path) -> pd.DataFrame:
     """The published run records (deduplicated, labelled, with a ``protocol`` column) for the validity table."""
-    from .families import ok_runs, prepare
+    from ..reporting.families import ok_runs, prepare
 
     try:
         return ok_runs(prepare(Path(results_dir), include_plumbing=True).runs)
@@ -362,7 +362,7 @@ def validity_lines(results_dir: Path, probes: pd.DataFrame, descents: pd.DataFra
                    runs: pd.DataFrame | None = None) -> list[str]:
     """The probe validity table of one profile and one sentence per task (``probes``/``descents``: the current
     group of each task, :func:`current`)."""
-    from .families import baseline_of
+    from ..reporting.families import baseline_of
 
     runs = _runs(results_dir) if runs is None else runs
     df = probes[(probes["profile"] == profile)]
@@ -461,7 +461,8 @@ def section(results_dir: Path, probes: pd.DataFrame, profile: str, descents: pd.
 
 def figures(probes: pd.DataFrame, descents: pd.DataFrame, profile: str, task: str, plots_dir: Path) -> list[Path]:
     """The task's probe scatter (coloured by model state) and descent curves, from its current group."""
-    from . import plots, probe_plots
+    from ..reporting import plots
+    from . import plots as probe_plots
 
     probes, descents = current(probes), current(descents)
     figs = [plots.probe_scatter(probes[probes["profile"] == profile], task, plots_dir / f"{profile}-{task}-probe.png")]

@@ -1,0 +1,1 @@
+"""The leaderboard's probe section: Spearman and descent tables, the probe-validity table, their figures."""
