@@ -41,7 +41,7 @@ from ..running.options import DeadlineReached, RunOptions
 from ..running.runner import base_record, run_one
 from ..running.spec import Resolved, RunSpec, resolve
 from .signals import children_ignore_sigint, die_with_parent
-from ..store.records import _locked, atomic_write_bytes, os_error_line, read_record, record_problem, write_record
+from ..store.records import record_lock, atomic_write_bytes, os_error_line, read_record, record_problem, write_record
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -257,7 +257,7 @@ def _lost_run(r: Resolved, opts: RunOptions, reason: str, before: tuple[int, int
     run of the key finishes first). The parent writes that failed record only where no ok record of this run
     is: a good record (e.g. under ``--force``) is kept on disk and the failure is only reported."""
     spec, path = r.spec, r.path
-    with _locked(path):
+    with record_lock(path):
         own = fresh_record(r, before)
         if own is not None:
             return own

@@ -245,7 +245,7 @@ def recorded(path: Path, force: bool, base: Callable[[], dict[str, Any]],
 
     if (done := reusable()) is not None:
         return done
-    with _locked(path):
+    with record_lock(path):
         if (done := reusable()) is not None:  # another process may have finished it while we waited
             return done
         record = base()
@@ -288,7 +288,7 @@ def _refuse_invalid_ok(record: dict[str, Any], key: str, expect: Mapping[str, An
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def record_lock(path: Path) -> Iterator[None]:
     """Hold the per-record file lock; a folder or lock that cannot be made is one SuiteError line."""
     lock = Path(str(path) + ".lock")
     try:
