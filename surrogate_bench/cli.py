@@ -163,13 +163,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     tu = sub.add_parser("tune", help="choose a method's parameters on a task by the validation metric (never test)")
     tu.add_argument("--task", required=True, help="one task name")
-    tu.add_argument("--method", required=True, help="one method name")
+    tu.add_argument("--method", required=True, action="append",
+                    help="one method name (--protocol: a comma list or glob patterns, repeatable)")
     tu.add_argument("--grid", action="append", default=[], metavar="K=V1,V2",
                     help="values to try for one method parameter (repeatable; the grid is their product)")
-    tu.add_argument("--budget", type=int, required=True, metavar="N",
-                    help="grid points tried; give every method the same N (a larger grid is subsampled, seed 0)")
+    tu.add_argument("--budget", type=int, default=None, metavar="N",
+                    help="--grid: grid points tried; give every method the same N (a larger grid is subsampled, "
+                         "seed 0)")
+    tu.add_argument("--protocol", action="store_true",
+                    help="instead of --grid: the declared tuning protocol for every --method (docs/tuning.md): "
+                         "--trials Sobol points of lr (log range around the profile's) and the method's one knob, "
+                         "each averaged over --seeds (at least 2) on validation")
+    tu.add_argument("--trials", type=int, default=8, metavar="N", help="--protocol: trials per method (default 8)")
+    tu.add_argument("--lr-range", default="0.1,3", metavar="LOW,HIGH",
+                    help="--protocol: lr range as factors of the profile's lr (default 0.1,3: [lr/10, 3 lr])")
+    tu.add_argument("--halving", action="store_true",
+                    help="--protocol: successive halving (Optuna's SuccessiveHalvingPruner) on the per-epoch mean "
+                         "validation metric")
+    tu.add_argument("--min-epochs", type=int, default=1, metavar="E", help="--halving: first rung in epochs (1)")
+    tu.add_argument("--reduction-factor", type=int, default=3, metavar="R", help="--halving: keep 1/R per rung (3)")
+    tu.add_argument("--sampler-seed", type=int, default=0, metavar="S",
+                    help="--protocol: seed of the scrambled Sobol sequence (the same for every method; default 0)")
     tu.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
-    tu.add_argument("--seeds", default="0", help="comma list of seeds per grid point (default 0)")
+    tu.add_argument("--seeds", default=None,
+                    help="comma list of seeds per grid point / trial (default 0; --protocol: 0,1)")
     tu.add_argument("--task-param", action="append", default=[], metavar="K=V")
     _common(tu)
     _threads(tu)
@@ -528,10 +545,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .running.progress import resolve_mode
     from .launch.tune import parse_grid, tune
 
+    if args.protocol:
+        return cmd_tune_protocol(args)
+    args.method = _joined(args.method)
     task, method = select("task", args.task, False), select("method", args.method, False)
     if len(task) != 1 or len(method) != 1:
-        raise SuiteError("tune: pass exactly one --task and one --method")
+        raise SuiteError("tune: pass exactly one --task and one --method (or --protocol for several methods)")
     grid = parse_grid(args.grid, method[0])
+    if args.budget is None:
+        raise SuiteError("tune --grid: pass --budget N (the same N for every method)")
+    args.seeds = args.seeds or "0"
     task_params = parse_params(args.task_param, "task", task)[task[0]]
     seeds = parse_seeds(args.seeds)
     opts = run_options(args, progress=resolve_mode(args.progress))
@@ -549,6 +572,68 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"tune {task[0]} {method[0]} {args.profile}: {choice} (mean final val {rec['metric_name']} "
           f"{rec['choice_val_metric']:.4f} over seeds {args.seeds}; {len(rec['trials'])} trials) -> {rec['path']}")
     return 0
+
+
+def cmd_tune_protocol(args: argparse.Namespace) -> int:
+    """``tune --protocol``: the declared protocol for each --method on --task; one tune record per method."""
+    from .reporting import console
+
+    from .launch.grid import parse_params, parse_seeds, select
+    from .launch.tune import unique_seeds
+    from .launch.tune_protocol import TuneProtocol, tune_protocol
+    from .reporting.tuning_budget import budget_line
+    from .running.progress import resolve_mode
+
+    if args.grid or args.budget is not None:
+        raise SuiteError("tune: --protocol sets its own budget (--trials, --seeds, --lr-range); drop --grid/--budget")
+    args.method = _joined(args.method)
+    task, methods = select("task", args.task, False), select("method", args.method, False)
+    if len(task) != 1:
+        raise SuiteError("tune --protocol: pass exactly one --task")
+    try:
+        factors = tuple(float(v) for v in args.lr_range.split(","))
+    except ValueError:
+        raise SuiteError(f"bad --lr-range {args.lr_range!r}: expected LOW,HIGH factors like 0.1,3") from None
+    args.seeds = args.seeds or "0,1"
+    seeds = unique_seeds(parse_seeds(args.seeds), lambda m: print(m, file=sys.stderr, flush=True))
+    protocol = TuneProtocol(n_trials=args.trials, seeds=tuple(seeds), lr_factors=factors, halving=args.halving,
+                            min_epochs=args.min_epochs, reduction_factor=args.reduction_factor,
+                            sampler_seed=args.sampler_seed)
+    task_params = parse_params(args.task_param, "task", task)[task[0]]
+    opts = run_options(args, progress=resolve_mode(args.progress))
+    failed, records = 0, []
+    for method in methods:
+        command = " ".join(["python -m surrogate_bench tune --protocol", "--task", task[0], "--method", method,
+                            f"--trials {args.trials}", f"--seeds {','.join(map(str, seeds))}",
+                            f"--lr-range {args.lr_range}", f"--sampler-seed {args.sampler_seed}",
+                            *([f"--halving --min-epochs {args.min_epochs} --reduction-factor {args.reduction_factor}"]
+                              if args.halving else []),
+                            f"--profile {args.profile}", *(f"--task-param {p}" for p in args.task_param)])
+        rec = tune_protocol(task[0], method, protocol, args.profile, opts, task_params, command,
+                            on_trial=lambda r: print(_protocol_trial_label(r) + console.summary_line(r, opts.results_dir),
+                                                     flush=True))
+        records.append(rec)
+        if rec["status"] != "ok":
+            failed += 1
+            print(f"tune {task[0]} {method}: failed: {rec['reason']} ({rec['path']})", flush=True)
+            continue
+        choice = ", ".join(f"{k}={v}" for k, v in rec["choice"].items())
+        print(f"tune {task[0]} {method} {args.profile}: {choice} (mean final val {rec['metric_name']} "
+              f"{rec['choice_val_metric']:.4f} over {len(seeds)} seeds; {protocol.n_trials} trials) -> {rec['path']}",
+              flush=True)
+    print(budget_line(records), flush=True)
+    return 1 if failed else 0
+
+
+def _protocol_trial_label(rec: dict) -> str:
+    """``trial [lr=...,knob=...] `` for a protocol trial's line."""
+    from .launch.tune_protocol import knob_of
+
+    lr = (rec.get("profile_settings") or {}).get("lr")
+
+    knob = knob_of(rec.get("method", ""))
+    extra = f",{knob['param']}={(rec.get('method_params') or {}).get(knob['param'])}" if knob else ""
+    return f"trial [lr={lr}{extra}] "
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

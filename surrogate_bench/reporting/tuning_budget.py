@@ -1,0 +1,67 @@
+"""The tuning budget as the leaderboard states it: from ``tune --protocol`` records, one header line.
+
+``budget_line(records)`` -> ``tuned (validation only): 8 trials × 2 seeds per method; lr log-uniform in
+[0.1, 3] × the profile's lr plus one method knob; scrambled Sobol (seed 0), the same points for every
+method; successive halving off; 5 methods on mnist-ap quick``; ``tuned_label(record)`` -> the per-row
+citation ``tuned: 8 trials × 2 seeds, chosen val 0.4760``. Records whose protocols differ are said to
+differ (their methods were not tuned with one budget), never averaged into one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def protocol_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ok ``tune`` records made by the protocol (those carrying a ``protocol`` field)."""
+    return [r for r in records if r.get("kind") == "tune" and r.get("status") == "ok" and r.get("protocol")]
+
+
+def load_protocol_records(results_dir: Path, profile: str | None = None) -> list[dict[str, Any]]:
+    """The protocol tune records under ``results_dir`` (of ``profile`` when given)."""
+    from ..store.records import iter_records
+
+    recs = protocol_records(iter_records(Path(results_dir), "tune"))
+    return [r for r in recs if profile is None or r.get("profile") == profile]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def describe_protocol(protocol: dict[str, Any]) -> str:
+    """``8 trials × 2 seeds per method; lr log-uniform in [0.1, 3] × the profile's lr ...``."""
+    low, high = protocol["lr_factors"]
+    halving = (f"successive halving on (first rung {protocol['min_epochs']} epoch(s), keep 1/"
+               f"{protocol['reduction_factor']})" if protocol.get("halving") else "successive halving off")
+    return (f"{protocol['n_trials']} trials × {protocol['n_seeds']} seeds per method; lr log-uniform in "
+            f"[{_fmt(low)}, {_fmt(high)}] × the profile's lr plus at most one method knob; scrambled Sobol "
+            f"(seed {protocol['sampler_seed']}), the same points for every method; {halving}")
+
+
+def budget_line(records: Iterable[dict[str, Any]]) -> str:
+    """The leaderboard header line stating the tuning budget of ``records`` (protocol tune records)."""
+    recs = protocol_records(records)
+    if not recs:
+        return "tuned: no protocol tune records (every method at its defaults)"
+    by_protocol: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        p = {k: v for k, v in r["protocol"].items() if k != "name"}
+        by_protocol.setdefault(repr(sorted(p.items())), []).append(r)
+    scopes = sorted({f"{r['task']} {r['profile']}" for r in recs})
+    if len(by_protocol) == 1:
+        n_methods = len({(r["task"], r["method"]) for r in recs})
+        return (f"tuned (validation only, test never loaded): {describe_protocol(recs[0]['protocol'])}; "
+                f"{n_methods} (task, method) pair(s) on {', '.join(scopes)}")
+    parts = [f"{describe_protocol(group[0]['protocol'])} ({', '.join(sorted(r['method'] for r in group))})"
+             for group in by_protocol.values()]
+    return "tuned with DIFFERENT budgets (not one protocol): " + " | ".join(parts)
+
+
+def tuned_label(record: dict[str, Any]) -> str:
+    """The per-row citation of one protocol tune record: ``tuned: N trials × S seeds, chosen val 0.xxxx``."""
+    p = record["protocol"]
+    val = record.get("choice_val_metric")
+    return (f"tuned: {p['n_trials']} trials × {p['n_seeds']} seeds, chosen val "
+            f"{'n/a' if val is None else format(val, '.4f')}")
