@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead of --grid: the declared tuning protocol for every --method (docs/tuning.md): "
                          "--trials Sobol points of lr (log range around the profile's) and the method's one knob, "
                          "each averaged over --seeds (at least 2) on validation")
-    tu.add_argument("--trials", type=int, default=8, metavar="N", help="--protocol: trials per method (default 8)")
+    tu.add_argument("--trials", type=int, default=4, metavar="N", help="--protocol: trials per method (default 4)")
     tu.add_argument("--lr-range", default="0.1,3", metavar="LOW,HIGH",
                     help="--protocol: lr range as factors of the profile's lr (default 0.1,3: [lr/10, 3 lr])")
     tu.add_argument("--halving", action="store_true",

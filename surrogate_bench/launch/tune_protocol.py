@@ -72,7 +72,7 @@ TUNING_KNOBS: dict[str, tuple] = {
 class TuneProtocol:
     """One tuning budget for every method on a task: N trials x S seeds, the lr range, halving, sampler."""
 
-    n_trials: int = 8
+    n_trials: int = 4  # the quick-grid budget (docs/tuning.md: N=4 x S=2 fits ~2.5 h on 2 cores)
     seeds: tuple[int, ...] = (0, 1)
     lr_factors: tuple[float, float] = (0.1, 3.0)  # lr in [profile lr * low, profile lr * high], log-uniform
     halving: bool = False
