@@ -34,6 +34,15 @@ COMPARISONS = [
      ("uniloss", {"release_sigmoid": True, "release_sign": True})),
     ("reloss", "reloss cls_input=prob", ("reloss", {}), ("reloss", {"cls_input": "prob"})),
     ("reloss", "reloss-release (bundle)", ("reloss", {}), ("reloss-release", {})),
+    ("reloss", "reloss gp_norm=sample, gp_batches=0 (the release's penalty)", ("reloss", {}),
+     ("reloss", {"gp_norm": "sample", "gp_batches": 0})),
+    ("reloss", "reloss steepness=5 (the release's sort)", ("reloss", {}), ("reloss", {"steepness": 5.0})),
+    ("reloss", "reloss group=256 (the release's batches per step)", ("reloss", {}), ("reloss", {"group": 256})),
+    ("reloss", "reloss match_scale=false (no scale matching)", ("reloss", {}), ("reloss", {"match_scale": False})),
+    ("reloss-release", "reloss-release train_labels=shuffle (vs argmax)", ("reloss-release", {}),
+     ("reloss-release", {"train_labels": "shuffle"})),
+    ("reloss-release", "reloss-release val_labels=shuffle (vs true)", ("reloss-release", {}),
+     ("reloss-release", {"val_labels": "shuffle"})),
 ]
 
 

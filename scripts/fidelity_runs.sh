@@ -14,3 +14,10 @@ $R --method uniloss --method-param uniloss.release_sigmoid=true --method-param u
 $R --method reloss
 $R --method reloss --method-param reloss.cls_input=prob
 $R --method reloss-release
+# The ReLoss cells, one knob each (each paired with the `reloss` / `reloss-release` lines above):
+$R --method reloss-release --method-param reloss-release.train_labels=shuffle
+$R --method reloss-release --method-param reloss-release.val_labels=shuffle
+$R --method reloss --method-param reloss.gp_norm=sample --method-param reloss.gp_batches=0
+$R --method reloss --method-param reloss.steepness=5
+$R --method reloss --method-param reloss.group=256
+$R --method reloss --method-param reloss.match_scale=false
