@@ -92,6 +92,18 @@ def unique_seeds(seeds: Iterable[int], log: Callable[[str], None] = print) -> li
     return unique
 
 
+def save_tune_record(record: dict[str, Any], results_dir: Path, profile: str, task: str, method: str,
+                     key: str) -> dict[str, Any]:
+    """Write a tune record at its path (one line on an OS error) and return it with its ``path``."""
+    path = tune_path(results_dir, profile, task, method, key)
+    try:
+        write_record(path, record)
+    except OSError as exc:
+        raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
+    record["path"] = str(path)
+    return record
+
+
 def tune_path(results_dir: Path, profile: str, task: str, method: str, key: str) -> Path:
     return Path(results_dir) / "tuning" / profile / task / f"{method}-{key[:10]}.json"
 
@@ -150,10 +162,4 @@ def tune(task_name: str, method_name: str, grid: dict[str, list[Any]], profile: 
     }
     if not ok:
         record["reason"] = "every grid point has a failed or non-finite trial"
-    path = tune_path(opts.results_dir, profile, task_name, method_name, key)
-    try:
-        write_record(path, record)
-    except OSError as exc:
-        raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
-    record["path"] = str(path)
-    return record
+    return save_tune_record(record, opts.results_dir, profile, task_name, method_name, key)

@@ -40,8 +40,8 @@ from ..running.options import RunOptions, SimulatedCrash
 from ..running.runner import run_resolved
 from ..running.spec import RunSpec, resolve
 from ..store.provenance import git_state
-from ..store.records import read_record, write_record
-from .tune import SELECTION, tune_path, unique_seeds
+from ..store.records import read_record
+from .tune import SELECTION, save_tune_record, unique_seeds
 
 PROTOCOL_NAME = "lr+knob/sobol/v1"
 
@@ -351,10 +351,4 @@ def tune_protocol(task_name: str, method_name: str, protocol: TuneProtocol, prof
     }
     if not ok:
         record["reason"] = "every trial was pruned, failed or had a non-finite validation metric"
-    path = tune_path(opts.results_dir, profile, task_name, method_name, key)
-    try:
-        write_record(path, record)
-    except OSError as exc:
-        raise SuiteError(f"cannot write record {path}: {exc.strerror or exc}") from None
-    record["path"] = str(path)
-    return record
+    return save_tune_record(record, opts.results_dir, profile, task_name, method_name, key)
