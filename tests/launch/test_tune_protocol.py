@@ -122,6 +122,7 @@ def test_tuned_spec_applies_lr_and_knob(tmp_path: Path) -> None:
 
 def test_successive_halving_prunes_and_promoted_trials_equal_uninterrupted_runs(tmp_path: Path) -> None:
     """tiny-ap has 6 epochs: rungs at 2 and 4 (keep 1/2); a promoted trial's record is the one a plain run makes."""
+    pytest.importorskip("optuna")  # the [dev] and [tune] extras install it
     protocol = TuneProtocol(n_trials=4, seeds=(0, 1), halving=True, min_epochs=2, reduction_factor=2)
     rec = tune_protocol("tiny-ap", "ce", protocol, "smoke", _opts(tmp_path))
     assert rec["status"] == "ok" and "SuccessiveHalvingPruner" in rec["sampler"]["pruner"]
