@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _moved
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 _PUBLIC: dict[str, str] = {  # name -> module it lives in
     **dict.fromkeys(("Task", "Method", "Profile", "Split", "TaskData", "PrepareContext", "Domain", "between",

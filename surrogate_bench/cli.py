@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile-param", action="append", default=[], metavar="K=V",
                    help="replace a profile setting (repeatable): lr, epochs, batch_size, momentum, weight_decay, "
                         "milestones (e.g. 30/40), gamma, train_size, ...; part of each run's key")
+    r.add_argument("--tuned", action="store_true",
+                   help="run each task x method at the choice of its newest `tune --protocol` record (the lr and "
+                        "the method's knob; a separate, labelled leaderboard row); a pair without one is an error")
     _common(r)
     _threads(r)
     r.add_argument("--dry-run", action="store_true", help="print the plan (what would train, be reused, skipped); "
@@ -344,6 +347,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"1 <= min <= max")
         if args.seed_step is not None and args.seed_step < 1:
             raise SuiteError(f"bad --seed-step {args.seed_step}: expected a positive integer")
+    if args.tuned and (args.grid or args.method_param or args.profile_param):
+        raise SuiteError("run: --tuned sets the lr and the tuned knob from the tune records; drop "
+                         "--grid/--method-param/--profile-param")
     if args.grid:
         if args.all or args.task or args.method or args.task_param or args.method_param or args.profile_param:
             raise SuiteError("run: --grid is a selection of its own; drop --all/--task/--method/--*-param")
@@ -368,7 +374,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile_params = parse_profile_params(args.profile_param)
 
         def specs_for_seeds(seeds: list[int]) -> list:
-            return build_specs(tasks, methods, profile, list(seeds), task_params, method_params, profile_params)
+            specs = build_specs(tasks, methods, profile, list(seeds), task_params, method_params, profile_params)
+            if not args.tuned:
+                return specs
+            from .launch.tune_protocol import tuned_specs
+
+            return tuned_specs(specs, args.results_dir)
 
         specs = specs_for_seeds(list(range(args.min_seeds)) if auto else parse_seeds(args.seeds or "0"))
     launch = LaunchConfig(launcher=args.launcher, jobs=args.jobs, device=args.device, plugins=tuple(args.plugin),
@@ -495,7 +506,8 @@ def _auto_seeds(args: argparse.Namespace, plan, specs_for_seeds, opts, launch):
         return [s for s in specs_for_seeds(seeds) if (s.task, s.task_params, s.method) not in left_out]
 
     return iter(run_until_decided(runnable, opts, launch, min_seeds=args.min_seeds, max_seeds=args.max_seeds,
-                                  step=args.seed_step or max(1, args.jobs), margin=args.margin, log=log_stderr))
+                                  step=args.seed_step or max(1, args.jobs), margin=args.margin, log=log_stderr,
+                                  **({"arm": "tuned"} if args.tuned else {})))
 
 
 def _run_limits(args: argparse.Namespace, opts):

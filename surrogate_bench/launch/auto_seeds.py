@@ -45,7 +45,10 @@ def row_label(spec: RunSpec) -> str:
 
 @dataclass
 class Family:
-    """One (profile, task) table: its rows (label -> a spec template) and the baseline row's label."""
+    """One (profile, task) table: its rows (label -> a spec template) and the baseline row's label. ``arm``
+    "tuned" is the table of the methods at their tuned settings (``run --tuned``), compared with the tuned
+    baseline; its rows are labelled by method name (one tuned setting per method) and its decision record
+    is ``<task>@tuned.json``."""
 
     profile: str
     task: str
@@ -53,28 +56,31 @@ class Family:
     baseline: str
     rows: dict[str, RunSpec] = field(default_factory=dict)
     previous: dict[str, Verdict] | None = None
+    arm: str = ""
 
     @property
     def name(self) -> str:
         params = "" if not self.task_params else "[" + ",".join(f"{k}={v}" for k, v in self.task_params) + "]"
-        return f"{self.profile}/{self.task}{params}"
+        return f"{self.profile}/{self.task}{params}" + (f"@{self.arm}" if self.arm else "")
 
 
-def families(templates: Sequence[RunSpec], log: Callable[[str], None]) -> list[Family]:
+def families(templates: Sequence[RunSpec], log: Callable[[str], None], arm: str = "",
+             baseline_row: Callable[[RunSpec], RunSpec] | None = None) -> list[Family]:
     """Group seed-0 templates into families and add a missing baseline row (it is what each row is tested
-    against)."""
+    against): at its defaults, or ``baseline_row(spec at defaults)`` (``run --tuned``: the tuned baseline)."""
     out: dict[tuple, Family] = {}
     for spec in templates:
         key = (spec.profile, spec.task, spec.task_params)
         if key not in out:
             task = spec.build()[0]
-            out[key] = Family(spec.profile, spec.task, spec.task_params, baseline_for(task))
-        out[key].rows.setdefault(row_label(spec), spec)
+            out[key] = Family(spec.profile, spec.task, spec.task_params, baseline_for(task), arm=arm)
+        out[key].rows.setdefault(spec.method if arm else row_label(spec), spec)
     for fam in out.values():
         if fam.baseline not in fam.rows:
             log(f"--seeds auto: {fam.name}: adding the baseline {fam.baseline!r} (every row is compared with it)")
             any_spec = next(iter(fam.rows.values()))
-            fam.rows[fam.baseline] = replace(any_spec, method=fam.baseline, method_params=(), profile_params=())
+            base = replace(any_spec, method=fam.baseline, method_params=(), profile_params=())
+            fam.rows[fam.baseline] = baseline_row(base) if baseline_row is not None else base
     return list(out.values())
 
 
@@ -103,7 +109,8 @@ def paired_differences(fam: Family, seeds: Sequence[int], opts: RunOptions) -> d
 
 def decision_path(results_dir: Path, fam: Family) -> Path:
     suffix = "" if not fam.task_params else "-" + "-".join(f"{k}={v}" for k, v in fam.task_params)
-    return Path(results_dir) / "decisions" / fam.profile / f"{fam.task}{suffix}.json"
+    arm = f"@{fam.arm}" if fam.arm else ""
+    return Path(results_dir) / "decisions" / fam.profile / f"{fam.task}{suffix}{arm}.json"
 
 
 def write_decision(results_dir: Path, fam: Family, design: SequentialDesign, delta: float,
@@ -111,6 +118,7 @@ def write_decision(results_dir: Path, fam: Family, design: SequentialDesign, del
     """The decision record the leaderboard reconstructs the looks from (atomic JSON)."""
     path = decision_path(results_dir, fam)
     rec = {"kind": "decision", "profile": fam.profile, "task": fam.task, "task_params": dict(fam.task_params),
+           **({"arm": fam.arm} if fam.arm else {}),
            "baseline": fam.baseline, "delta": delta,
            "design": {"n_min": design.n_min, "n_max": design.n_max, "step": design.step, "alpha": design.alpha},
            "methods": sorted(fam.rows), "looks": looks, "stopped": stopped,
@@ -130,11 +138,17 @@ def describe(verdicts: dict[str, Verdict]) -> str:
 
 def run_until_decided(specs_for_seeds: Callable[[list[int]], list[RunSpec]], opts: RunOptions, cfg: LaunchConfig,
                       *, min_seeds: int = 5, max_seeds: int = 10, step: int = 1, margin: float | None = None,
-                      log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
+                      log: Callable[[str], None] = print, arm: str = "") -> Iterator[dict[str, Any]]:
     """Run seeds 0, 1, ... in rounds ending at the design's looks; after each look decide every family and
-    stop once all are decided (or at ``max_seeds``). Yields each run's record as it finishes."""
+    stop once all are decided (or at ``max_seeds``). Yields each run's record as it finishes. ``arm``
+    "tuned": the specs are tuned settings (``run --tuned``), so a missing baseline is added tuned too."""
     design = SequentialDesign(n_min=min(min_seeds, max_seeds), n_max=max_seeds, step=max(1, step), alpha=ALPHA)
-    fams = families(specs_for_seeds([0]), log)
+    baseline_row = None
+    if arm == "tuned":
+        from .tune_protocol import tuned_specs
+
+        baseline_row = lambda spec: tuned_specs([spec], opts.results_dir)[0]  # noqa: E731
+    fams = families(specs_for_seeds([0]), log, arm, baseline_row)
     margins = {fam.name: margin if margin is not None else
                float(getattr(fam.rows[fam.baseline].build()[0], "equivalence_margin", 0.01)) for fam in fams}
     higher = {fam.name: fam.rows[fam.baseline].build()[0].higher_is_better for fam in fams}

@@ -41,7 +41,7 @@ from ..running.runner import run_resolved
 from ..running.spec import RunSpec, resolve
 from ..store.provenance import git_state
 from ..store.records import read_record
-from .tune import SELECTION, save_tune_record, unique_seeds
+from .tune import SELECTION, save_tune_record, tune_path, unique_seeds
 
 PROTOCOL_NAME = "lr+knob/sobol/v1"
 
@@ -185,6 +185,60 @@ def tuned_spec(base: RunSpec, tune_record: dict[str, Any]) -> RunSpec:
     mp = {**dict(base.method_params), **method_params}
     pp = {**dict(base.profile_params), **profile_params}
     return replace(base, method_params=tuple(sorted(mp.items())), profile_params=tuple(sorted(pp.items())))
+
+
+def protocol_tune_records(results_dir: Path, profile: str | None = None) -> list[dict[str, Any]]:
+    """The ok tune records made by the protocol (those with a ``protocol`` field and a choice) under
+    ``results_dir``, of ``profile`` when given, each with its ``path``."""
+    from ..store.records import iter_records
+
+    out = []
+    for rec in iter_records(Path(results_dir), "tune"):
+        if rec.get("status") == "ok" and rec.get("protocol") and rec.get("choice") is not None and (
+                profile is None or rec.get("profile") == profile):
+            out.append({**rec, "path": str(tune_path(results_dir, rec["profile"], rec["task"], rec["method"],
+                                                    rec["key"]))})
+    return out
+
+
+def newest_tune_records(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """(profile, task, task params, method) -> the newest protocol tune record of that pair (by ``finished``,
+    then key): the one ``run --tuned`` applies and the leaderboard cites."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for rec in records:
+        ident = (rec["profile"], rec["task"], json.dumps(rec.get("task_params") or {}, sort_keys=True), rec["method"])
+        if ident not in out or (str(rec.get("finished")), rec["key"]) > (str(out[ident].get("finished")),
+                                                                        out[ident]["key"]):
+            out[ident] = rec
+    return out
+
+
+def tuned_specs(specs: Iterable[RunSpec], results_dir: Path) -> list[RunSpec]:
+    """Each spec with its pair's newest protocol tune choice applied (:func:`tuned_spec`). A pair without a
+    tune record is a SuiteError naming every such pair and the command that makes their records."""
+    specs = list(specs)
+    newest = newest_tune_records(protocol_tune_records(results_dir))
+    out, missing = [], []
+    for spec in specs:
+        task = get_task(spec.task, **dict(spec.task_params))
+        try:
+            supported = method_for(task, spec.method).supports(task) is None
+        except Exception:  # a bad method: its run records why
+            supported = False
+        if not supported:  # an unsupported pair stays as it is: the plan lists it, nothing trains
+            out.append(spec)
+            continue
+        full = task.p
+        rec = newest.get((spec.profile, spec.task, json.dumps(full, sort_keys=True), spec.method))
+        if rec is None:
+            missing.append(f"{spec.task}/{spec.method}")
+            continue
+        out.append(tuned_spec(spec, rec))
+    if missing:
+        pairs = sorted(set(missing))
+        raise SuiteError(f"run --tuned: no protocol tune record under {results_dir} for {', '.join(pairs)} "
+                         f"({specs[0].profile}); make them with: surrogate-bench tune --protocol --task T --method M")
+    return out
 
 
 def _history_until(r, opts: RunOptions, until: int | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..stats.verdicts import ALPHA, Verdict, decide_family
 from .cells import Cell, dedupe_runs
 from .fingerprints import split_by_fingerprint
 from .labels import labelled
+from .tuned_rows import TUNED_ARM, mark_tuned
 
 FAMILY_KEYS = ("profile", "protocol", "task", "method")
 """Columns that make a cell: a protocol version is part of it, so versions are never pooled."""
@@ -130,7 +131,8 @@ def prepare(results_dir: Path, include_plumbing: bool = False, runs: pd.DataFram
     frame["protocol"] = [int(v) if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else 1
                          for v in proto]
     frame = dedupe_runs(split_by_fingerprint(frame), FAMILY_KEYS)
-    return Prepared(frame.reset_index(drop=True), results_dir, smoke)
+    frame = mark_tuned(frame.reset_index(drop=True), results_dir)
+    return Prepared(frame, results_dir, smoke)
 
 
 def ok_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -150,6 +152,7 @@ class Row:
     records: pd.DataFrame
     dirty: list[tuple[int, str]] = field(default_factory=list)
     loss_nets: str | None = None
+    tune_record: str | None = None  # a tuned row: the path of the tune record whose choice it ran
 
     @property
     def n(self) -> int:
@@ -188,6 +191,12 @@ class Family:
     stopped: str | None = None
     decision_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    arm: str = ""  # "tuned": every method at its tune choice, rows named by method, the tuned baseline
+
+    @property
+    def title(self) -> str:
+        """The task, marked when this is its tuned family."""
+        return self.task + (f" · {self.arm}" if self.arm else "")
 
     @property
     def members(self) -> list[str]:
@@ -291,33 +300,44 @@ def common_differences(row: Cell, base: Cell) -> list[float]:
     return [row.by_seed[s] - base.by_seed[s] for s in seeds]
 
 
+def row_name(row_label: str, method_name: str, arm: str) -> str:
+    """A row's name in its family: the method's label, or in the tuned family its plain name (one tuned
+    setting per method; a code/data split's ``@`` tag kept)."""
+    if arm != TUNED_ARM:
+        return row_label
+    return method_name + (row_label[row_label.index("@"):] if "@" in row_label else "")
+
+
 def build_family(profile: str, protocol: int, task: str, frame: pd.DataFrame, results_dir: Path,
-                 margin: float | None = None, sequential: bool = True) -> Family:
-    """The family of one task's ok records (``frame``: one profile and protocol version)."""
+                 margin: float | None = None, sequential: bool = True, arm: str = "") -> Family:
+    """The family of one task's ok records (``frame``: one profile, protocol version and arm)."""
     ok = ok_runs(frame)
     meta = ok.iloc[0] if len(ok) else frame.iloc[0]
     higher = bool(meta.get("higher_is_better", True)) if meta.get("higher_is_better") is not None else True
     rows: dict[str, Row] = {}
     for label, rdf in ok.groupby("method", sort=True):
         rdf = rdf.sort_values("seed")
-        rows[str(label)] = Row(str(label), _cell(rdf), None, rdf, _dirty(rdf), loss_nets(rdf))
+        name = row_name(str(label), str(rdf["method_name"].iloc[0]) if "method_name" in rdf else str(label), arm)
+        cite = rdf["tune_record"].dropna() if "tune_record" in rdf else []
+        rows[name] = Row(name, _cell(rdf), None, rdf, _dirty(rdf), loss_nets(rdf),
+                         str(cite.iloc[0]) if len(cite) else None)
     baseline, note = _choose_baseline(task, rows)
     delta, source = (float(margin), "--margin") if margin is not None else (margin_of(task), "task margin")
     fam = Family(profile, protocol, task, str(meta.get("metric_name", "metric")), higher, baseline, delta, source, {},
-                 notes=[note] if note else [])
+                 notes=[note] if note else [], arm=arm)
     if baseline is None:
         fam.rows = rows
         return fam
     members = [lbl for lbl in rows if lbl != baseline]
     base = rows[baseline].cell
     diffs = {lbl: common_differences(rows[lbl].cell, base) for lbl in members}
-    decision, path = read_decision(results_dir, profile, task) if sequential else (None, None)
+    decision, path = read_decision(results_dir, profile, task + (f"@{arm}" if arm else "")) if sequential \
+        else (None, None)
     if decision is not None:
         verdicts = _sequential(fam, decision, path, diffs, margin)
     else:
         verdicts = decide_family(diffs, delta, higher, alpha=ALPHA)
-    fam.rows = {baseline: rows[baseline], **{lbl: Row(lbl, rows[lbl].cell, verdicts[lbl], rows[lbl].records,
-                                                     rows[lbl].dirty, rows[lbl].loss_nets) for lbl in members}}
+    fam.rows = {baseline: rows[baseline], **{lbl: replace(rows[lbl], verdict=verdicts[lbl]) for lbl in members}}
     return fam
 
 
@@ -361,8 +381,10 @@ def families(prepared: Prepared, profile: str | None = None, margin: float | Non
     if profile is not None:
         frame = frame[frame["profile"] == profile]
     out = []
-    for (prof, proto, task), gdf in frame.groupby(["profile", "protocol", "task"], sort=True):
+    if "arm" not in frame:
+        frame = frame.assign(arm="")
+    for (prof, proto, task, arm), gdf in frame.groupby(["profile", "protocol", "task", "arm"], sort=True):
         newest = proto == frame.loc[(frame["profile"] == prof) & (frame["task"] == task), "protocol"].max()
         out.append(build_family(str(prof), int(proto), str(task), gdf, prepared.results_dir, margin,
-                                sequential=bool(newest)))
-    return sorted(out, key=lambda f: (f.profile, -f.protocol, f.task))
+                                sequential=bool(newest), arm=str(arm)))
+    return sorted(out, key=lambda f: (f.profile, -f.protocol, f.task, f.arm))

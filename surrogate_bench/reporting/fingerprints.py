@@ -56,8 +56,11 @@ def tuning_table(tunes: pd.DataFrame) -> str:
     from tabulate import tabulate
 
 
+    grid_tunes = tunes[tunes["status"] == "ok"]
+    if "protocol.n_trials" in grid_tunes:  # protocol tune records have a table of their own (tuning_budget)
+        grid_tunes = grid_tunes[grid_tunes["protocol.n_trials"].isna()]
     rows = []
-    for r in tunes[tunes["status"] == "ok"].itertuples():
+    for r in grid_tunes.itertuples():
         choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))
         grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in sorted((r.grid or {}).items()))
         defaults = method_defaults(r.task, r.method)

@@ -21,9 +21,11 @@ from .. import results
 from ..plugins.catalog import PLUMBING_PROFILES
 from ..stats.verdicts import ALPHA
 from ..store.records import atomic_write_bytes, records_frame
-from .families import BASELINES, Family, Prepared, baseline_of, families, load_all, prepare  # noqa: F401 (re-exported)
+from .families import BASELINES, Family, Prepared, baseline_of, families, load_all, prepare, row_name  # noqa: F401 (re-exported)
 from .fingerprints import tuning_table
 from .labels import empty_cell, labelled, one_line
+from .tuned_rows import TUNED_ARM
+from .tuning_budget import budget_line, describe_protocol, protocol_table, tuned_label
 from .paper import paper_lines
 from .power import POWER_LEGEND, family_power_table
 
@@ -91,8 +93,10 @@ def family_line(fam: Family) -> str:
                 f"no baseline runs (`{baseline_of(fam.task) or '?'}`): nothing compared")
     else:
         what = f"family of {len(members)} compared with `{fam.baseline}` ({_names(members)})"
-    line = (f"- `{fam.task}` ({fam.metric_name} {_arrow(fam)}): {what}; δ = {fam.delta:g} ({fam.delta_source}); "
-            f"{fam.method}")
+    if fam.arm == TUNED_ARM:
+        what = f"every method at its tuned setting (the baseline tuned too, with the same budget); {what}"
+    line = (f"- `{fam.task}`{' **tuned**' if fam.arm else ''} ({fam.metric_name} {_arrow(fam)}): {what}; "
+            f"δ = {fam.delta:g} ({fam.delta_source}); {fam.method}")
     if fam.decision_path is not None:
         line += f"; decision record `{_shown_path(fam.decision_path)}`"
     return line + "".join(f"\n  - {note}" for note in fam.notes)
@@ -114,7 +118,7 @@ def _dirty_mark(row) -> str:
 def table_rows(fam: Family, frame: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
     """The table rows of one family (baseline first) and the rows of its methods without a metric, with the
     dirty-tree footnote entries."""
-    label = f"{fam.task} ({fam.metric_name} {_arrow(fam)}, δ={fam.delta:g})"
+    label = f"{fam.title} ({fam.metric_name} {_arrow(fam)}, δ={fam.delta:g})"
     rows, dirty = [], []
     seq = fam.design is not None
     for name, row in fam.rows.items():
@@ -126,7 +130,7 @@ def table_rows(fam: Family, frame: pd.DataFrame) -> tuple[list[list[str]], list[
             delta, word = text.difference(v), text.verdict(v, seq)
             if v.word == "better":
                 mean = f"**{mean}**"
-        rows.append([label, name, mean, delta, word, row.loss_nets or ""])
+        rows.append([label, name, mean, delta, word, "; ".join(n for n in (tuned_note(row), row.loss_nets) if n)])
         if row.dirty:
             by_commit: dict[str, list[int]] = {}
             for seed, commit in row.dirty:
@@ -134,9 +138,10 @@ def table_rows(fam: Family, frame: pd.DataFrame) -> tuple[list[list[str]], list[
             dirty.append(f"`{name}` on `{fam.task}`: " + "; ".join(
                 f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} at commit `{commit}`"
                 for commit, seeds in sorted(by_commit.items())))
-    tdf = frame[frame["task"] == fam.task]
-    for name in sorted(set(tdf["method"]) - set(fam.rows)):
-        why = empty_cell(tdf[tdf["method"] == name])
+    tdf = frame[(frame["task"] == fam.task) & ((frame["arm"] if "arm" in frame else "") == fam.arm)]
+    names = {row_name(lbl, m, fam.arm): lbl for lbl, m in zip(tdf["method"], tdf.get("method_name", tdf["method"]))}
+    for name in sorted(set(names) - set(fam.rows)):
+        why = empty_cell(tdf[tdf["method"] == names[name]])
         if why not in ("", "n/a"):
             rows.append([label, name, why, "", "", ""])
     return rows, dirty
@@ -144,6 +149,25 @@ def table_rows(fam: Family, frame: pd.DataFrame) -> tuple[list[list[str]], list[
 
 TABLE_HEADERS = ["task (metric, δ)", "method", "test metric: mean ± 95% t (n)", "Δ vs baseline [95% CI] (n)",
                  "verdict", "notes"]
+
+
+def tuned_note(row) -> str:
+    """A tuned row's citation: ``tuned: N trials × S seeds, chosen val 0.xxxx: lr=…, knob=… (record)``."""
+    if not row.tune_record:
+        return ""
+    rec = _tune_records().get(row.tune_record)
+    if rec is None:
+        return f"tuned (`{_shown_path(Path(row.tune_record))}`)"
+    choice = ", ".join(f"{k}={v}" for k, v in sorted((rec.get("choice") or {}).items()))
+    return f"{tuned_label(rec)}: {choice} (`{_shown_path(Path(row.tune_record))}`)"
+
+
+_TUNE_CACHE: dict[str, dict] = {}
+
+
+def _tune_records() -> dict[str, dict]:
+    """Path -> protocol tune record, for the records :func:`render` loaded (filled there)."""
+    return _TUNE_CACHE
 
 
 def metric_section(fams: list[Family], frame: pd.DataFrame, protocol: int) -> list[str]:
@@ -159,6 +183,12 @@ def metric_section(fams: list[Family], frame: pd.DataFrame, protocol: int) -> li
                                                               if protocol == 1 else "")
              + f"; {seeds} seed(s) per cell; α = {ALPHA:g}, Holm correction within each task's family:", "",
              *[family_line(f) for f in fams], "", VERDICT_LEGEND, ""]
+    if any(f.arm == TUNED_ARM for f in fams):
+        profile = fams[0].profile
+        recs = [r for r in _tune_records().values() if r.get("profile") == profile]
+        lines[-1:-1] = ["", "Tuning budget, " + budget_line(recs) + ". Each method keeps its row at its defaults "
+                        "(the first families) and has a row at its tuned setting (the **tuned** families, compared "
+                        "with the tuned baseline); the trials are in the tuning section below."]
     if rows:
         lines += [tabulate(rows, headers=TABLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
     if dirty:
@@ -210,6 +240,11 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
     from .references import QUOTED_METRICS, QUOTED_PROBES
 
     results_dir = Path(results_dir)
+    from ..launch.tune_protocol import protocol_tune_records
+
+    _TUNE_CACHE.clear()
+    protocol_tunes = protocol_tune_records(results_dir) if results_dir.is_dir() else []
+    _TUNE_CACHE.update({str(r["path"]): r for r in protocol_tunes})
     prepared = prepare(results_dir, include_plumbing)
     runs = prepared.runs
     all_probes = load_all(results_dir, "probe")
@@ -273,6 +308,15 @@ def render(results_dir: Path, plots_dir: Path | None = None, link_base: Path | N
 
         plots.remove_stale(Path(plots_dir), written)
     parts += paper_lines(fams)
+    protocol_tuning = protocol_table(protocol_tunes)
+    if protocol_tuning:
+        parts += ["## Tuning protocol (validation split only)", "",
+                  "`python -m surrogate_bench tune --protocol` records, one per (task, method): the same declared "
+                  "budget for every method, the baseline included (" + "; ".join(sorted({
+                      describe_protocol(r["protocol"]) for r in protocol_tunes})) + "). "
+                  "Each trial is the mean final validation metric over its seeds (pruned: the epoch it was stopped "
+                  "at and its mean validation metric then); the test split was never loaded. The chosen setting "
+                  "is what `run --tuned` trains (the **tuned** rows above).", "", protocol_tuning, ""]
     tuning = tuning_table(records_frame(results_dir, "tune"))
     if tuning:
         parts += ["## Tuning (validation split only)", "",
@@ -328,7 +372,8 @@ def _figures(runs: pd.DataFrame, probes: pd.DataFrame, fams: list[Family], profi
         for proto in protocols:
             tag = f"-p{proto}" if len(protocols) > 1 else ""
             for fam in (f for f in fams if f.task == task and f.protocol == proto):
-                figs.append(plots.verdict_plot(fam, plots_dir / f"{profile}{tag}-{task}-verdicts.png", style))
+                arm = f"-{fam.arm}" if fam.arm else ""
+                figs.append(plots.verdict_plot(fam, plots_dir / f"{profile}{tag}-{task}{arm}-verdicts.png", style))
             if not prof_runs.empty:
                 figs.append(plots.validation_curves(prof_runs[prof_runs["protocol"] == proto], task,
                                                     plots_dir / f"{profile}{tag}-{task}-val.png", style))

@@ -20,10 +20,9 @@ def protocol_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_protocol_records(results_dir: Path, profile: str | None = None) -> list[dict[str, Any]]:
     """The protocol tune records under ``results_dir`` (of ``profile`` when given)."""
-    from ..store.records import iter_records
+    from ..launch.tune_protocol import protocol_tune_records
 
-    recs = protocol_records(iter_records(Path(results_dir), "tune"))
-    return [r for r in recs if profile is None or r.get("profile") == profile]
+    return protocol_tune_records(Path(results_dir), profile)
 
 
 def _fmt(x: float) -> str:
@@ -65,3 +64,48 @@ def tuned_label(record: dict[str, Any]) -> str:
     val = record.get("choice_val_metric")
     return (f"tuned: {p['n_trials']} trials × {p['n_seeds']} seeds, chosen val "
             f"{'n/a' if val is None else format(val, '.4f')}")
+
+
+def _trial_cell(point: dict[str, Any], status: str, score: Any, entries: list[dict[str, Any]]) -> str:
+    """One trial: ``lr=0.0233, margin=0.164: 0.4123`` (the mean final val), ``… pruned@1: 0.1340`` or ``… failed``."""
+    where = ", ".join(f"{k}={v}" for k, v in point.items())
+    if status == "pruned":
+        hist = [e.get("val_history") or [] for e in entries]
+        at = entries[0].get("pruned_at_epoch") if entries else None
+        vals = [h[-1] for h in hist if h]
+        mean = f": {sum(vals) / len(vals):.4f}" if vals and len(vals) == len(hist) else ""
+        return f"{where} pruned@{at}{mean}"
+    if status != "ok" or score is None:
+        reasons = sorted({str(e.get("reason") or e.get("status")) for e in entries if e.get("status") != "ok"})
+        return f"{where} {status}" + (f" ({'; '.join(reasons)})" if reasons else "")
+    return f"{where}: {score:.4f}"
+
+
+def protocol_table(records: Iterable[dict[str, Any]]) -> str:
+    """One row per protocol tune record: task, method, profile, search space, every trial's mean final
+    validation metric (or where it was pruned or why it failed), the choice and its record."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in protocol_records(records):
+        space = "; ".join(f"{k} {v['scale']} [{_fmt(v['low'])}, {_fmt(v['high'])}]" if "low" in v else
+                          f"{k} ∈ {{{', '.join(map(str, v.get('choices', [])))}}}"
+                          for k, v in (r.get("search_space") or {}).items())
+        trials = []
+        for i, point in enumerate(r.get("points") or []):
+            entries = [t for t in r.get("trials") or [] if t.get("params") == point]
+            status = (r.get("point_status") or [])[i] if i < len(r.get("point_status") or []) else "?"
+            score = (r.get("point_scores") or [])[i] if i < len(r.get("point_scores") or []) else None
+            trials.append(_trial_cell(point, status, score, entries))
+        choice = ", ".join(f"{k}={v}" for k, v in sorted((r.get("choice") or {}).items()))
+        p = r["protocol"]
+        path = Path(str(r.get("path", ""))).as_posix()
+        shown = path[path.index("tuning/"):] if "tuning/" in path else path
+        rows.append([r["task"], r["method"], r["profile"], f"{p['n_trials']} × seeds {','.join(map(str, p['seeds']))}",
+                     space, " · ".join(trials), choice, f"{r['choice_val_metric']:.4f}", f"`{shown}`"])
+    if not rows:
+        return ""
+    return tabulate(sorted(rows), headers=["task", "method", "profile", "trials × seeds", "search space",
+                                           "trials (mean final val over seeds)", "choice", "chosen val",
+                                           "record"], tablefmt="github", disable_numparse=True)
+

@@ -52,7 +52,7 @@ def test_every_documented_name_imports_from_the_top_level(name: str) -> None:
 def test_all_names_resolve_and_version_is_0_2() -> None:
     for name in surrogate_bench.__all__:
         assert getattr(surrogate_bench, name) is not None, name
-    assert surrogate_bench.__version__ == "0.2.0"
+    assert surrogate_bench.__version__ == "0.2.1"
 
 
 @pytest.mark.parametrize("old", sorted(_moved.MOVED))

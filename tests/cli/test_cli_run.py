@@ -167,7 +167,7 @@ def test_summary_line_keeps_a_multi_line_reason_whole() -> None:
 
 def test_version_suggestions_and_a_bare_command(capsys) -> None:
     code, out, _ = run_cli(capsys, "--version")
-    assert code == 0 and out.strip() == "surrogate_bench 0.2.0"
+    assert code == 0 and out.strip() == "surrogate_bench 0.2.1"
     code, _, err = run_cli(capsys, "rnu")
     assert code == 2 and "did you mean 'run'?" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "run", "--tsk", "digits-ap", "--method", "ce")
@@ -216,7 +216,7 @@ def test_python_m_from_a_folder_holding_a_surrogate_bench_directory(tmp_path) ->
     (tmp_path / "surrogate_bench").mkdir()  # the clone folder, seen from its parent
     done = subprocess.run([sys.executable, "-m", "surrogate_bench", "--version"], cwd=tmp_path, capture_output=True,
                           text=True, env=ENV, timeout=300)
-    assert done.returncode == 0 and done.stdout.strip() == "surrogate_bench 0.2.0", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "surrogate_bench 0.2.1", done.stderr
 
 
 def test_results_load_defaults_and_errors(tmp_path, monkeypatch, capsys) -> None:
