@@ -328,7 +328,7 @@ def build_family(profile: str, protocol: int, task: str, frame: pd.DataFrame, re
     if baseline is None:
         fam.rows = rows
         return fam
-    members = [lbl for lbl in rows if lbl != baseline]
+    members = sorted(lbl for lbl in rows if lbl != baseline)  # by row name (a tuned row is its plain name)
     base = rows[baseline].cell
     diffs = {lbl: common_differences(rows[lbl].cell, base) for lbl in members}
     decision, path = read_decision(results_dir, profile, task + (f"@{arm}" if arm else "")) if sequential \

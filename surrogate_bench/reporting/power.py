@@ -42,7 +42,7 @@ def power_rows(fam: Family) -> list[list[str]]:
     base = fam.rows[fam.baseline].cell
     for label in members:
         d = np.asarray(common_differences(fam.rows[label].cell, base), dtype=float)  # every common seed
-        head = [f"{fam.task} (δ={fam.delta:g})", label, str(len(d))]
+        head = [f"{fam.title} (δ={fam.delta:g})", label, str(len(d))]
         if len(d) < 2:
             rows.append(head + ["—", "—", "—", "—"])
             continue

@@ -34,10 +34,22 @@ def _same_params(run: dict[str, Any], expected: dict[str, Any]) -> bool:
     return set(run) == set(expected) and all(_same(run[k], expected[k]) for k in expected)
 
 
+def _canonical(params: dict[str, Any]) -> str:
+    """Task parameters as one lookup key in which an integral float is its int: a frame that holds several
+    tasks flattens a parameter only some of them have into a float column (``597`` reads back ``597.0``)."""
+    return json.dumps({k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()},
+                      sort_keys=True)
+
+
+def canonical_keys(newest: dict[tuple, dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """``newest_tune_records`` keyed by :func:`_canonical` task parameters, as :func:`tune_record_of` looks up."""
+    return {(prof, task, _canonical(json.loads(tp)), method): rec for (prof, task, tp, method), rec in newest.items()}
+
+
 def tune_record_of(row: dict[str, Any], newest: dict[tuple, dict[str, Any]]) -> dict[str, Any] | None:
-    """The protocol tune record whose choice ``row`` (a run record's fields) was trained at, or None."""
-    ident = (row.get("profile"), row.get("task"), json.dumps(row.get("task_params") or {}, sort_keys=True),
-             row.get("method"))
+    """The protocol tune record whose choice ``row`` (a run record's fields) was trained at, or None.
+    ``newest``: :func:`canonical_keys` of ``newest_tune_records``."""
+    ident = (row.get("profile"), row.get("task"), _canonical(row.get("task_params") or {}), row.get("method"))
     rec = newest.get(ident)
     if rec is None:
         return None
@@ -53,7 +65,8 @@ def mark_tuned(frame: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
     """``frame`` (prepared run rows; ``method_name`` holds the plain method name) with ``arm`` ("tuned" or "")
     and ``tune_record`` (the citing record's path, or None)."""
     frame = frame.copy()
-    newest = newest_tune_records(protocol_tune_records(Path(results_dir))) if Path(results_dir).is_dir() else {}
+    newest = (canonical_keys(newest_tune_records(protocol_tune_records(Path(results_dir))))
+              if Path(results_dir).is_dir() else {})
     arms, paths = [], []
     task_params = results.nested(frame, "task_params")
     method_params = results.nested(frame, "method_params")

@@ -98,3 +98,18 @@ def test_seeds_auto_tuned_adds_the_tuned_baseline_and_its_own_decision_record(tm
     assert len(tuned_ce) == 2 and all(r.get("profile_params") for r in tuned_ce)
     arm = [f for f in families(prepare(tmp_path, include_plumbing=True)) if f.arm == "tuned"][0]
     assert arm.decision_path == path and arm.design is not None
+
+
+def test_tuned_rows_are_found_beside_another_tasks_runs(tmp_path: Path, capsys) -> None:
+    """A frame of two tasks flattens a task parameter only one has into a float column (597 -> 597.0): the
+    tuned rows of that task must still match their tune record."""
+    assert main([*_base(tmp_path, "tune"), "--protocol", "--task", "digits-ap", "--method", "ce", "--trials", "2",
+                 "--seeds", "0,1", "--profile", "smoke"]) == 0
+    run = [*_base(tmp_path, "run"), "--method", "ce", "--seeds", "0,1", "--profile", "smoke"]
+    assert main([*run, "--task", "digits-ap", "--tuned"]) == 0
+    assert main([*run, "--task", "tiny-ap"]) == 0  # tiny-ap has no test_size: the column gets NaN
+    capsys.readouterr()
+    prepared = prepare(tmp_path, include_plumbing=True)
+    assert prepared.runs["task_params.test_size"].dtype.kind == "f"
+    arms = {(f.task, f.arm) for f in families(prepared)}
+    assert ("digits-ap", "tuned") in arms and ("tiny-ap", "") in arms
