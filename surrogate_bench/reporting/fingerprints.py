@@ -57,8 +57,11 @@ def tuning_table(tunes: pd.DataFrame) -> str:
 
 
     grid_tunes = tunes[tunes["status"] == "ok"]
-    if "protocol.n_trials" in grid_tunes:  # protocol tune records have a table of their own (tuning_budget)
+    # protocol tune records (a ``protocol`` dict, flattened or not) have a table of their own (tuning_budget)
+    if "protocol.n_trials" in grid_tunes:
         grid_tunes = grid_tunes[grid_tunes["protocol.n_trials"].isna()]
+    if "protocol" in grid_tunes:
+        grid_tunes = grid_tunes[[not isinstance(v, dict) for v in grid_tunes["protocol"]]]
     rows = []
     for r in grid_tunes.itertuples():
         choice = ", ".join(f"{k}={v}" for k, v in sorted((r.choice or {}).items()))

@@ -62,6 +62,7 @@ def test_run_tuned_trains_the_choice_and_the_leaderboard_shows_a_tuned_family(tm
     assert "`tiny-fast` **tuned**" in page and "| tiny-fast · tuned (" in page
     assert "tuned: 2 trials × 2 seeds, chosen val" in page and "Tuning budget, tuned (validation only" in page
     assert "## Tuning protocol (validation split only)" in page and "tuning/smoke/tiny-fast/focal-" in page
+    assert "## Tuning (validation split only)" not in page  # the grid tunes' table: no protocol record in it
 
 
 def test_run_tuned_without_a_tune_record_or_with_explicit_settings_is_one_line(tmp_path: Path, capsys) -> None:
