@@ -387,4 +387,22 @@ def families(prepared: Prepared, profile: str | None = None, margin: float | Non
         newest = proto == frame.loc[(frame["profile"] == prof) & (frame["task"] == task), "protocol"].max()
         out.append(build_family(str(prof), int(proto), str(task), gdf, prepared.results_dir, margin,
                                 sequential=bool(newest), arm=str(arm)))
+    _note_tuned_baselines(out)
     return sorted(out, key=lambda f: (f.profile, -f.protocol, f.task, f.arm))
+
+
+def _note_tuned_baselines(fams: list[Family]) -> None:
+    """Note a tuned family whose tuned baseline tests worse than the same baseline at its defaults (by more than
+    the family's margin δ): the choice was made on validation, and "better" then means better than the weaker."""
+    by_key = {(f.profile, f.protocol, f.task, f.arm): f for f in fams}
+    for fam in fams:
+        default = by_key.get((fam.profile, fam.protocol, fam.task, ""))
+        if fam.arm != TUNED_ARM or default is None or fam.baseline is None or fam.baseline not in default.rows:
+            continue
+        tuned_mean = fam.rows[fam.baseline].cell.interval.mean
+        default_mean = default.rows[fam.baseline].cell.interval.mean
+        shortfall = default_mean - tuned_mean if fam.higher_is_better else tuned_mean - default_mean
+        if shortfall > fam.delta:  # by more than the family's margin: not a tie
+            fam.notes.append(f"the tuned baseline `{fam.baseline}` tests worse than at its defaults ({tuned_mean:.4f} vs "
+                             f"{default_mean:.4f}; chosen on validation): a **better** here is against the weaker "
+                             f"of the two; compare the defaults' family too")

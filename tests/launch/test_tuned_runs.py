@@ -114,3 +114,25 @@ def test_tuned_rows_are_found_beside_another_tasks_runs(tmp_path: Path, capsys) 
     assert prepared.runs["task_params.test_size"].dtype.kind == "f"
     arms = {(f.task, f.arm) for f in families(prepared)}
     assert ("digits-ap", "tuned") in arms and ("tiny-ap", "") in arms
+
+
+def test_a_tuned_baseline_worse_than_its_defaults_is_noted() -> None:
+    """A tuned family whose tuned baseline tests below the default baseline says so (its "better" is weaker)."""
+    from surrogate_bench.reporting.cells import Cell
+    from surrogate_bench.reporting.families import Family, Row, _note_tuned_baselines
+    from surrogate_bench.stats.seeds import Interval
+
+    def fam(arm: str, mean: float, higher: bool = True) -> Family:
+        row = Row("mse-heatmap", Cell(Interval(mean, 0.1, 3), {0: mean}, None), None, None, False, None, None)
+        return Family("quick", 2, "synth-pose-pckh", "PCKh", higher, "mse-heatmap", 0.01, "task margin",
+                      {"mse-heatmap": row}, notes=[], arm=arm)
+
+    default, tuned = fam("", 0.59), fam("tuned", 0.46)
+    _note_tuned_baselines([default, tuned])
+    assert default.notes == [] and "tests worse than at its defaults (0.4600 vs 0.5900" in tuned.notes[0]
+    default, tuned = fam("", 0.59, higher=False), fam("tuned", 0.46, higher=False)  # lower is better: no note
+    _note_tuned_baselines([default, tuned])
+    assert tuned.notes == []
+    default, tuned = fam("", 0.59), fam("tuned", 0.585)  # within δ = 0.01: a tie, no note
+    _note_tuned_baselines([default, tuned])
+    assert tuned.notes == []
