@@ -187,6 +187,11 @@ def tuned_spec(base: RunSpec, tune_record: dict[str, Any]) -> RunSpec:
     return replace(base, method_params=tuple(sorted(mp.items())), profile_params=tuple(sorted(pp.items())))
 
 
+def is_protocol_record(rec: dict[str, Any]) -> bool:
+    """An ok ``tune`` record made by the protocol (it carries the ``protocol`` it was run with)."""
+    return rec.get("kind") == "tune" and rec.get("status") == "ok" and bool(rec.get("protocol"))
+
+
 def protocol_tune_records(results_dir: Path, profile: str | None = None) -> list[dict[str, Any]]:
     """The ok tune records made by the protocol (those with a ``protocol`` field and a choice) under
     ``results_dir``, of ``profile`` when given, each with its ``path``."""
@@ -194,7 +199,7 @@ def protocol_tune_records(results_dir: Path, profile: str | None = None) -> list
 
     out = []
     for rec in iter_records(Path(results_dir), "tune"):
-        if rec.get("status") == "ok" and rec.get("protocol") and rec.get("choice") is not None and (
+        if is_protocol_record(rec) and rec.get("choice") is not None and (
                 profile is None or rec.get("profile") == profile):
             out.append({**rec, "path": str(tune_path(results_dir, rec["profile"], rec["task"], rec["method"],
                                                     rec["key"]))})

@@ -57,10 +57,7 @@ def tuning_table(tunes: pd.DataFrame) -> str:
 
 
     grid_tunes = tunes[tunes["status"] == "ok"]
-    # protocol tune records (a ``protocol`` dict, flattened or not) have a table of their own (tuning_budget)
-    if "protocol.n_trials" in grid_tunes:
-        grid_tunes = grid_tunes[grid_tunes["protocol.n_trials"].isna()]
-    if "protocol" in grid_tunes:
+    if "protocol" in grid_tunes:  # protocol tune records (a ``protocol`` dict) have their own table (tuning_budget)
         grid_tunes = grid_tunes[[not isinstance(v, dict) for v in grid_tunes["protocol"]]]
     rows = []
     for r in grid_tunes.itertuples():

@@ -15,7 +15,9 @@ from typing import Any, Iterable
 
 def protocol_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ok ``tune`` records made by the protocol (those carrying a ``protocol`` field)."""
-    return [r for r in records if r.get("kind") == "tune" and r.get("status") == "ok" and r.get("protocol")]
+    from ..launch.tune_protocol import is_protocol_record
+
+    return [r for r in records if is_protocol_record(r)]
 
 
 def load_protocol_records(results_dir: Path, profile: str | None = None) -> list[dict[str, Any]]:
